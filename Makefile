@@ -1,0 +1,35 @@
+# segformer-serve — the two commands a fresh machine needs:  `make serve`  and  `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ORT_EXTRA ?= cpu
+# Real weights and photos for the fidelity tests (skipped with a reason when absent).
+SEGFORMER_TEST_SHARED ?= $(if $(wildcard ../shared/weights),$(abspath ../shared),)
+export SEGFORMER_TEST_SHARED
+SEGFORMER_MODEL ?= nvidia/segformer-b0-finetuned-ade-512-512
+export SEGFORMER_MODEL
+
+.PHONY: serve test lint proto bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[$(ORT_EXTRA),export,test,dev,bench]"
+	touch $@
+
+# Installs, exports the default model once into the cache, serves REST on :8000 and gRPC on :50051.
+serve: $(VENV)/.installed
+	$(VENV)/bin/segformer-serve --model "$(SEGFORMER_MODEL)"
+
+# Installs, lints, checks the generated gRPC code is fresh, runs the whole test suite.
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .cache

@@ -1,0 +1,48 @@
+"""Shared fixtures: where the real weights and photos are (``SEGFORMER_TEST_SHARED``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def _shared_dir() -> Path | None:
+    value = os.environ.get("SEGFORMER_TEST_SHARED")
+    return Path(value) if value else None
+
+
+def _require(path: Path | None, what: str) -> Path:
+    """Return ``path`` or skip (fail when ``SEGFORMER_REQUIRE_SHARED=1``, as in CI)."""
+    if path is not None and path.exists():
+        return path
+    reason = (
+        f"{what} not available: set SEGFORMER_TEST_SHARED to the shared/ folder "
+        f"(with weights/ and data/); looked at {path}"
+    )
+    if os.environ.get("SEGFORMER_REQUIRE_SHARED") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _require(_shared_dir(), "shared reference material")
+
+
+@pytest.fixture(scope="session")
+def real_weights_dir(shared_dir: Path) -> Path:
+    """Hugging Face layout folder of the real SegFormer-B0 ADE20K weights."""
+    return _require(shared_dir / "weights" / "segformer-b0-ade20k", "real B0 ADE20K weights")
+
+
+@pytest.fixture(scope="session")
+def real_photos(shared_dir: Path) -> list[Path]:
+    """Real photos: the ADE20K validation image and the unlabeled photos."""
+    photos = sorted((shared_dir / "data" / "photos").glob("*.jpg"))
+    ade = shared_dir / "data" / "ade20k" / "ADE_val_00000001.jpg"
+    found = [ade, *photos] if ade.exists() else photos
+    if not found:
+        _require(None, "real photos")
+    return found
