@@ -1,0 +1,1 @@
+"""segformer-serve: ONNX Runtime session pool, dynamic batcher, REST and gRPC transports (no torch)."""

@@ -1,0 +1,57 @@
+"""Prometheus metrics, declared once here and recorded by the data plane, batcher and transports.
+
+Label ``transport`` is ``rest`` or ``grpc``. Exposed on the REST app at ``GET /metrics``
+(default registry).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+REQUESTS = Counter(
+    "segformer_requests_total",
+    "Requests handled, by transport, endpoint and final status (HTTP status code).",
+    ["transport", "endpoint", "status"],
+)
+REQUEST_SECONDS = Histogram(
+    "segformer_request_duration_seconds",
+    "End-to-end request latency as seen by the transport (decode to encoded response).",
+    ["transport", "endpoint"],
+    buckets=_LATENCY_BUCKETS,
+)
+STAGE_SECONDS = Histogram(
+    "segformer_stage_duration_seconds",
+    "Latency per stage: decode, preprocess, queue (wait for a batch slot), inference, postprocess, "
+    "encode, total (data plane: decode to mask).",
+    ["stage"],
+    buckets=_LATENCY_BUCKETS,
+)
+BATCH_SIZE = Histogram(
+    "segformer_batch_size",
+    "Requests per inference batch.",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
+)
+QUEUE_DEPTH = Gauge("segformer_queue_depth", "Requests waiting in the batcher for a session.")
+IN_FLIGHT = Gauge("segformer_in_flight_requests", "Requests inside the data plane.", ["transport"])
+ERRORS = Counter(
+    "segformer_errors_total",
+    "Failed requests by transport and error kind (ServeError.error).",
+    ["transport", "kind"],
+)
+MODEL_INFO = Gauge(
+    "segformer_model_info",
+    "The served model (value 1).",
+    ["name", "variant", "num_labels", "precision", "providers", "mode", "foreign"],
+)
+
+
+def observe_request(transport: str, endpoint: str, status: int, seconds: float) -> None:
+    """Record one finished request (every transport calls this once per request)."""
+    REQUESTS.labels(transport, endpoint, str(status)).inc()
+    REQUEST_SECONDS.labels(transport, endpoint).observe(seconds)
+
+
+def observe_error(transport: str, kind: str) -> None:
+    ERRORS.labels(transport, kind).inc()

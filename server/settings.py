@@ -1,0 +1,105 @@
+"""All server configuration: one pydantic-settings object, built once in ``main()``.
+
+Every field is a CLI flag (``--max-batch-size``) and an environment variable
+(``SEGFORMER_MAX_BATCH_SIZE``); flags win over the environment, which wins over the defaults.
+Nothing else in ``server/`` reads the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "nvidia/segformer-b0-finetuned-ade-512-512"
+MiB = 1024 * 1024
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "segformer-serve"
+
+
+class Settings(BaseSettings):
+    """Server settings (flag ``--field-name``, environment ``SEGFORMER_FIELD_NAME``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SEGFORMER_", extra="forbid", protected_namespaces=())
+
+    # model
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="contract .onnx, foreign SegFormer .onnx, HF folder, hub id, .pth or random:bN",
+    )
+    cache_dir: Path = Field(default_factory=_default_cache_dir, description="where exported graphs live")
+    export_args: str = Field("", description="extra arguments for segformer-export when exporting")
+    # network
+    host: str = Field("0.0.0.0", description="REST (and gRPC) bind address")
+    port: int = Field(8000, ge=0, le=65535, description="REST port")
+    grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port, 0 disables gRPC")
+    grpc_max_message_bytes: int = Field(64 * MiB, gt=0, description="gRPC max message size (both ways)")
+    stream_max_inflight: int = Field(8, gt=0, description="frames in flight per gRPC stream")
+    # runtime
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="execution provider choice")
+    device_id: int = Field(0, ge=0, description="CUDA device index")
+    sessions: int = Field(1, ge=1, description="ONNX Runtime sessions in the pool")
+    intra_op_threads: int = Field(0, ge=0, description="threads per session, 0 = cores / sessions")
+    cudnn_conv_algo_search: Literal["HEURISTIC", "EXHAUSTIVE", "DEFAULT"] = Field(
+        "HEURISTIC", description="CUDA EP cuDNN convolution algorithm search"
+    )
+    gpu_mem_limit_mib: int = Field(0, ge=0, description="CUDA arena limit in MiB, 0 = unlimited")
+    warmup_runs: int = Field(1, ge=0, description="warm-up inferences per session before ready")
+    # batching
+    max_batch_size: int = Field(8, ge=1, description="largest batch the batcher forms")
+    max_queue_delay_ms: float = Field(5.0, ge=0, description="how long a batch waits to fill")
+    max_queue_size: int = Field(64, ge=1, description="requests waiting for a session; beyond: 503")
+    request_timeout_ms: float = Field(30000.0, gt=0, description="default per-request deadline")
+    # inference
+    mode: Literal["resize", "native"] = Field("resize", description="default inference mode")
+    native_max_side: int = Field(1024, ge=32, description="native mode: longest side cap (pixels)")
+    # limits
+    max_body_bytes: int = Field(32 * MiB, gt=0, description="largest request body (413 beyond)")
+    max_image_pixels: int = Field(40_000_000, gt=0, description="largest decoded image (pixels)")
+    max_image_side: int = Field(16384, gt=0, description="longest image side (pixels)")
+    overlay_alpha: float = Field(0.5, ge=0, le=1, description="mask opacity for format=overlay")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+    graceful_timeout_s: float = Field(30.0, gt=0, description="SIGTERM: time to finish in-flight work")
+
+    def threads_per_session(self) -> int:
+        """Intra-op threads: explicit, or the usable cores split across the sessions."""
+        if self.intra_op_threads:
+            return self.intra_op_threads
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, cores // self.sessions)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """An argparse parser with one flag per settings field (defaults left to ``Settings``)."""
+    parser = argparse.ArgumentParser(
+        prog="segformer-serve",
+        description="Serve a SegFormer model over REST and gRPC (settings also via SEGFORMER_* env vars).",
+    )
+    for name, field in Settings.model_fields.items():
+        env = "SEGFORMER_" + name.upper()
+        default = field.default if field.default_factory is None else field.default_factory()
+        help_text = f"{field.description} (env {env}, default {default})"
+        if field.annotation is bool:
+            parser.add_argument(
+                _flag(name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
+            )
+        else:
+            parser.add_argument(_flag(name), metavar=name.upper(), default=argparse.SUPPRESS, help=help_text)
+    return parser
+
+
+def load_settings(argv: Sequence[str] | None = None) -> Settings:
+    """Settings from CLI flags over ``SEGFORMER_*`` environment variables over defaults."""
+    parsed: dict[str, Any] = vars(build_parser().parse_args(argv))
+    return Settings(**parsed)
