@@ -1,0 +1,120 @@
+"""Between the data plane and the wire: the one ``ServeError`` → ``grpc.StatusCode`` table, and messages.
+
+REST renders a ``ServeError`` with its HTTP ``status``; gRPC maps that status here, once, for unary calls
+(a call status) and stream frames (``FrameStatus`` in the frame's response) alike.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf import struct_pb2
+
+from server.errors import ServeError
+from server.grpc.gen import segmentation_pb2 as pb
+from server.imaging import encode_mask_png
+
+Code = grpc.StatusCode
+
+# HTTP status (optionally refined by the error kind) → gRPC code. Looked up by (status, kind) first.
+STATUS_TABLE: dict[int | tuple[int, str], grpc.StatusCode] = {
+    400: Code.INVALID_ARGUMENT,  # corrupt image, bad argument, absurd dimensions, decompression bomb
+    404: Code.NOT_FOUND,
+    408: Code.DEADLINE_EXCEEDED,
+    413: Code.INVALID_ARGUMENT,  # too large: not retryable as is (unlike RESOURCE_EXHAUSTED)
+    415: Code.INVALID_ARGUMENT,  # not an image format we decode
+    422: Code.INVALID_ARGUMENT,
+    429: Code.RESOURCE_EXHAUSTED,
+    499: Code.CANCELLED,
+    500: Code.INTERNAL,
+    501: Code.UNIMPLEMENTED,
+    503: Code.RESOURCE_EXHAUSTED,  # overload: the batcher's queue is full (retry-after in the trailers)
+    (503, "not_ready"): Code.UNAVAILABLE,  # still loading / warming up: health says NOT_SERVING
+    (503, "shutting_down"): Code.UNAVAILABLE,
+    504: Code.DEADLINE_EXCEEDED,
+}
+
+MODES = {pb.INFERENCE_MODE_RESIZE: "resize", pb.INFERENCE_MODE_NATIVE: "native"}
+DTYPES = {np.dtype(np.uint8): pb.MASK_DTYPE_UINT8, np.dtype(np.uint16): pb.MASK_DTYPE_UINT16}
+
+
+def grpc_code(err: ServeError) -> grpc.StatusCode:
+    """The gRPC status code for a ``ServeError`` (unlisted: INTERNAL for 5xx, INVALID_ARGUMENT for 4xx)."""
+    code = STATUS_TABLE.get((err.status, err.error)) or STATUS_TABLE.get(err.status)
+    if code is None:
+        code = Code.INTERNAL if err.status >= 500 else Code.INVALID_ARGUMENT
+    return code
+
+
+def error_trailers(err: ServeError) -> tuple[tuple[str, str], ...]:
+    """Trailing metadata: the error kind, and ``retry-after`` (whole seconds) when the server set one."""
+    trailers = [("segformer-error", err.error)]
+    if err.retry_after is not None:
+        trailers.append(("retry-after", str(max(1, math.ceil(err.retry_after)))))
+    return tuple(trailers)
+
+
+def frame_error(frame_id: int, err: ServeError) -> pb.SegmentResponse:
+    """A stream frame's failure, carried in its response (the stream goes on)."""
+    status = pb.FrameStatus(code=grpc_code(err).value[0], error=err.error, message=err.detail)
+    return pb.SegmentResponse(frame_id=frame_id, status=status)
+
+
+def request_deadline(time_remaining: float | None, timeout_ms: int, now: float | None = None) -> float | None:
+    """The data plane deadline (``time.monotonic()`` based): the call's deadline, or the frame's budget."""
+    now = time.monotonic() if now is None else now
+    candidates = [now + time_remaining] if time_remaining is not None else []
+    if timeout_ms:
+        candidates.append(now + timeout_ms / 1000.0)
+    return min(candidates) if candidates else None
+
+
+def encode_mask(mask: np.ndarray, mask_format: int) -> pb.Mask:
+    """PNG (default) or raw row-major bytes (uint16 little-endian) of a [H, W] label mask."""
+    height, width = mask.shape
+    dtype = DTYPES[mask.dtype]
+    if mask_format == pb.MASK_FORMAT_RAW:
+        data = np.ascontiguousarray(mask, dtype=mask.dtype.newbyteorder("<")).tobytes()
+        return pb.Mask(format=pb.MASK_FORMAT_RAW, dtype=dtype, width=width, height=height, data=data)
+    png = encode_mask_png(mask)
+    return pb.Mask(format=pb.MASK_FORMAT_PNG, dtype=dtype, width=width, height=height, data=png)
+
+
+def segment_response(frame_id: int, result: Any, mask_format: int) -> pb.SegmentResponse:
+    """A data plane ``SegmentResult`` as a response (encodes the mask: run it off the event loop)."""
+    start = time.perf_counter()
+    mask = encode_mask(result.mask, mask_format)
+    timings = {name: float(seconds) for name, seconds in result.timings.items()}
+    timings["encode"] = time.perf_counter() - start
+    classes = [
+        pb.ClassStat(id=c.id, label=c.label, pixels=c.pixels, fraction=c.fraction) for c in result.classes
+    ]
+    return pb.SegmentResponse(frame_id=frame_id, mask=mask, classes=classes, timings=timings)
+
+
+def model_response(description: Any) -> pb.GetModelResponse:
+    """``GetModel``: typed fields for the common ones, plus the whole REST ``GET /v1/model`` body."""
+    body: dict[str, Any] = description.model_dump(mode="json")
+    details = struct_pb2.Struct()
+    details.update(body)
+    size = body.get("inference_size") or [0, 0]
+    classes = [
+        pb.ModelClass(id=int(c["id"]), label=str(c["label"]), color=list(c.get("color") or []))
+        for c in body.get("classes", [])
+    ]
+    return pb.GetModelResponse(
+        name=str(body.get("name", "")),
+        variant=str(body.get("variant", "")),
+        num_labels=int(body.get("num_labels", len(classes))),
+        classes=classes,
+        inference_height=int(size[0]),
+        inference_width=int(size[1]),
+        mode=str(body.get("mode", "")),
+        mask_dtype=str(body.get("mask_dtype", "")),
+        providers=[str(p) for p in body.get("providers", [])],
+        details=details,
+    )
