@@ -1,0 +1,1 @@
+"""SegFormer model package. Imports nothing, so ``import model.labels`` stays torch-free."""
