@@ -1,0 +1,181 @@
+"""Dynamic batcher below every transport: bounded queue, shape-keyed batches, deadlines.
+
+Requests wait in one FIFO per batch key ``(input shape, output_size)``. A single dispatcher takes a free
+session, picks the key whose oldest request waited longest, lets that batch fill for at most
+``max_queue_delay`` (or until ``max_batch_size``), and runs it in the background while forming the next.
+A cancelled or expired request is dropped before its batch runs and its result is discarded if it
+expires while running; the other requests of the batch are unaffected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnxruntime as ort
+
+from server import errors
+from server.metrics import BATCH_SIZE, QUEUE_DEPTH
+from server.pool import SessionPool
+
+log = logging.getLogger("segformer.batcher")
+BatchKey = tuple[tuple[int, ...], tuple[int, int]]
+
+
+@dataclass(eq=False)
+class _Item:
+    key: BatchKey
+    image: np.ndarray
+    deadline: float | None
+    future: asyncio.Future[tuple[np.ndarray, float, float]]
+    enqueued: float = field(default_factory=time.monotonic)
+    queued: bool = True
+
+
+class Batcher:
+    """Groups single-image requests into batches for a ``SessionPool``."""
+
+    def __init__(self, pool: SessionPool, max_batch_size: int, max_queue_delay_s: float, max_queue_size: int):
+        self.pool = pool
+        self.max_batch_size = min(max_batch_size, pool.spec.fixed_batch or max_batch_size)
+        self.max_queue_delay_s = max_queue_delay_s
+        self.max_queue_size = max_queue_size
+        self._queues: dict[BatchKey, deque[_Item]] = {}
+        self._pending = 0
+        self._wakeup = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._batch_seconds = 0.1  # moving average, for Retry-After
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._dispatch_forever(), name="batcher")
+
+    async def infer(
+        self, image: np.ndarray, output_size: tuple[int, int], deadline: float | None
+    ) -> tuple[np.ndarray, float, float]:
+        """Mask ``[H, W]`` for one uint8 ``[h, w, 3]`` image, with (queue seconds, inference seconds)."""
+        if self._closed:
+            raise errors.shutting_down()
+        if self._pending >= self.max_queue_size:
+            batches_ahead = self._pending / self.max_batch_size / self.pool.size
+            raise errors.queue_full(retry_after=max(1, math.ceil(batches_ahead * self._batch_seconds)))
+        future: asyncio.Future[tuple[np.ndarray, float, float]] = asyncio.get_running_loop().create_future()
+        item = _Item((image.shape, output_size), image, deadline, future)
+        self._queues.setdefault(item.key, deque()).append(item)
+        self._pending += 1
+        QUEUE_DEPTH.set(self._pending)
+        future.add_done_callback(lambda _: self._unqueue(item))
+        self._wakeup.set()
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            return await asyncio.wait_for(future, timeout)  # cancels `future` on timeout or cancellation
+        except TimeoutError:
+            raise errors.deadline_exceeded() from None
+
+    def _unqueue(self, item: _Item) -> None:
+        """Take ``item`` out of its queue (dispatched, cancelled or expired); idempotent."""
+        if not item.queued:
+            return
+        item.queued = False
+        queue = self._queues.get(item.key)
+        if queue is not None:
+            with contextlib.suppress(ValueError):
+                queue.remove(item)
+            if not queue:
+                del self._queues[item.key]
+        self._pending -= 1
+        QUEUE_DEPTH.set(self._pending)
+
+    def _oldest_key(self) -> BatchKey | None:
+        heads = [(queue[0].enqueued, key) for key, queue in self._queues.items() if queue]
+        return min(heads)[1] if heads else None
+
+    async def _wait_for_work(self, timeout: float | None = None) -> bool:
+        self._wakeup.clear()
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _dispatch_forever(self) -> None:
+        while True:
+            while self._pending == 0:
+                await self._wait_for_work()
+            session = await self.pool.acquire()
+            try:
+                items = await self._form_batch()
+            except BaseException:
+                self.pool.release(session)
+                raise
+            if not items:
+                self.pool.release(session)
+                continue
+            task = asyncio.create_task(self._run(session, items))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _form_batch(self) -> list[_Item]:
+        key = self._oldest_key()
+        if key is None:
+            return []
+        fill_until = self._queues[key][0].enqueued + self.max_queue_delay_s
+        while len(self._queues.get(key, ())) < self.max_batch_size:
+            remaining = fill_until - time.monotonic()
+            if remaining <= 0 or not await self._wait_for_work(remaining):
+                break
+        queue = self._queues.get(key, deque())
+        batch: list[_Item] = []
+        now = time.monotonic()
+        while queue and len(batch) < self.max_batch_size:
+            item = queue[0]
+            self._unqueue(item)
+            if item.future.done():
+                continue
+            if item.deadline is not None and item.deadline <= now:
+                item.future.set_exception(errors.deadline_exceeded("the deadline expired in the queue"))
+                continue
+            batch.append(item)
+        return batch
+
+    async def _run(self, session: ort.InferenceSession, items: list[_Item]) -> None:
+        start = time.monotonic()
+        BATCH_SIZE.observe(len(items))
+        try:
+            images = items[0].image[None] if len(items) == 1 else np.stack([i.image for i in items])
+            masks = await self.pool.run(session, images, items[0].key[1])
+        except Exception as exc:
+            log.exception("inference failed for a batch of %d", len(items))
+            for item in items:
+                if not item.future.done():
+                    item.future.set_exception(errors.internal(f"inference failed: {type(exc).__name__}"))
+            return
+        finally:
+            self.pool.release(session)
+        seconds = time.monotonic() - start
+        self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * seconds
+        for index, item in enumerate(items):
+            if not item.future.done():  # a request that expired meanwhile is simply dropped
+                item.future.set_result((masks[index], start - item.enqueued, seconds))
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def close(self, timeout: float) -> None:
+        """Refuse new work, let queued and running batches finish (up to ``timeout``), stop."""
+        self._closed = True
+        end = time.monotonic() + timeout
+        while (self._pending or self._running) and time.monotonic() < end:
+            await asyncio.sleep(0.01)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,220 @@
+"""The data plane: the only thing the REST and gRPC transports call.
+
+``segment`` decodes, preprocesses (``resize`` like the reference processor, or ``native``), waits in the
+batcher, runs, and returns the mask at the original size with per-class statistics and stage timings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel
+
+from server import errors, imaging
+from server.batcher import Batcher
+from server.metrics import IN_FLIGHT, MODEL_INFO, STAGE_SECONDS, observe_error
+from server.pool import SessionPool
+from server.settings import Settings
+
+log = logging.getLogger("segformer.dataplane")
+Mode = Literal["resize", "native"]
+
+
+@dataclass
+class SegmentRequest:
+    image: bytes
+    mode: Mode | None = None
+    deadline: float | None = None  # time.monotonic() based; None = the server default
+    transport: Literal["rest", "grpc"] = "rest"
+    endpoint: str = "segment"
+
+
+class ClassStat(BaseModel):
+    id: int
+    label: str
+    pixels: int
+    fraction: float
+
+
+@dataclass
+class SegmentResult:
+    mask: np.ndarray  # [H, W] uint8 | uint16 at the original size
+    width: int
+    height: int
+    classes: list[ClassStat]
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    image: np.ndarray | None = None  # decoded RGB [H, W, 3]
+
+
+class ModelClass(BaseModel):
+    id: int
+    label: str
+    color: tuple[int, int, int]
+
+
+class Batching(BaseModel):
+    max_batch_size: int
+    max_queue_delay_ms: float
+    max_queue_size: int
+    sessions: int
+
+
+class ModelDescription(BaseModel):
+    name: str
+    variant: str
+    num_labels: int
+    classes: list[ModelClass]
+    inference_size: tuple[int, int]  # (height, width)
+    mode: Mode
+    modes: list[Mode]
+    native_max_side: int
+    mask_dtype: str
+    precision: str
+    providers: list[str]
+    batching: Batching
+    source: str
+    foreign: bool
+
+
+class DataPlane:
+    """Created before the model is loaded (so transports can answer health checks); ``load`` fills it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.pool: SessionPool | None = None
+        self.batcher: Batcher | None = None
+        self.ready = False
+        self._description: ModelDescription | None = None
+        self._palette = np.zeros((1, 3), np.uint8)
+
+    async def start(self, pool: SessionPool) -> None:
+        """Attach a loaded pool, warm it up (in a thread) and become ready."""
+        s = self.settings
+        seconds = await asyncio.to_thread(pool.warm_up, s.warmup_runs)
+        log.info("warm-up: %d run(s) per session in %.2fs", s.warmup_runs, seconds)
+        self.pool = pool
+        self.batcher = Batcher(pool, s.max_batch_size, s.max_queue_delay_ms / 1000, s.max_queue_size)
+        self.batcher.start()
+        self._description = self._describe(pool)
+        self._palette = imaging.palette_array(pool.spec.palette, pool.spec.num_labels)
+        d = self._description
+        MODEL_INFO.labels(
+            d.name, d.variant, str(d.num_labels), d.precision, ",".join(d.providers), d.mode, str(d.foreign)
+        ).set(1)
+        self.ready = True
+
+    def _describe(self, pool: SessionPool) -> ModelDescription:
+        spec, s = pool.spec, self.settings
+        palette = imaging.palette_array(spec.palette, spec.num_labels)
+        return ModelDescription(
+            name=spec.name,
+            variant=spec.variant,
+            num_labels=spec.num_labels,
+            classes=[
+                ModelClass(id=i, label=spec.label(i), color=tuple(int(c) for c in palette[i]))
+                for i in range(spec.num_labels)
+            ],
+            inference_size=spec.inference_size,
+            mode=self._default_mode(),
+            modes=["resize"] if spec.fixed_size else ["resize", "native"],
+            native_max_side=s.native_max_side,
+            mask_dtype=str(spec.mask_dtype),
+            precision=spec.precision,
+            providers=pool.providers,
+            batching=Batching(
+                max_batch_size=self.batcher.max_batch_size if self.batcher else s.max_batch_size,
+                max_queue_delay_ms=s.max_queue_delay_ms,
+                max_queue_size=s.max_queue_size,
+                sessions=pool.size,
+            ),
+            source=spec.source,
+            foreign=spec.foreign,
+        )
+
+    def _default_mode(self) -> Mode:
+        fixed = self.pool is not None and self.pool.spec.fixed_size is not None
+        return "resize" if fixed else self.settings.mode
+
+    def model_info(self) -> ModelDescription:
+        if self._description is None:
+            raise errors.not_ready()
+        return self._description
+
+    @property
+    def palette(self) -> np.ndarray:
+        """``[C, 3]`` uint8 class colours (for overlays)."""
+        return self._palette
+
+    async def segment(self, request: SegmentRequest) -> SegmentResult:
+        IN_FLIGHT.labels(request.transport).inc()
+        try:
+            return await self._segment(request)
+        except errors.ServeError as exc:
+            observe_error(request.transport, exc.error)
+            raise
+        except asyncio.CancelledError:
+            observe_error(request.transport, "cancelled")
+            raise
+        finally:
+            IN_FLIGHT.labels(request.transport).dec()
+
+    async def _segment(self, request: SegmentRequest) -> SegmentResult:
+        if not self.ready or self.pool is None or self.batcher is None:
+            raise errors.not_ready()
+        s, spec = self.settings, self.pool.spec
+        start = time.monotonic()
+        deadline = request.deadline if request.deadline is not None else start + s.request_timeout_ms / 1000
+        mode = request.mode or self._default_mode()
+        if mode == "native" and spec.fixed_size is not None:
+            raise errors.invalid_argument(
+                f"this graph has a fixed input size {spec.fixed_size}; use mode=resize"
+            )
+        if mode not in ("resize", "native"):
+            raise errors.invalid_argument(f"unknown mode {mode!r}; use resize or native")
+        timings: dict[str, float] = {}
+
+        def stage(name: str, since: float) -> float:
+            now = time.monotonic()
+            timings[name] = now - since
+            STAGE_SECONDS.labels(name).observe(timings[name])
+            return now
+
+        image = await asyncio.to_thread(
+            imaging.decode_image, request.image, s.max_image_pixels, s.max_image_side
+        )
+        t = stage("decode", start)
+        height, width = image.shape[:2]
+        size = (
+            spec.inference_size if mode == "resize" else imaging.native_size(height, width, s.native_max_side)
+        )
+        resized = await asyncio.to_thread(imaging.resize_bilinear, image, size)
+        t = stage("preprocess", t)
+        if time.monotonic() >= deadline:
+            raise errors.deadline_exceeded("the deadline expired before inference")
+        mask, queued, inferred = await self.batcher.infer(resized, (height, width), deadline)
+        timings["queue"], timings["inference"] = queued, inferred
+        STAGE_SECONDS.labels("queue").observe(queued)
+        STAGE_SECONDS.labels("inference").observe(inferred)
+        t = time.monotonic()
+        counts = np.bincount(mask.ravel(), minlength=spec.num_labels)
+        total = float(mask.size)
+        classes = [
+            ClassStat(id=int(i), label=spec.label(int(i)), pixels=int(counts[i]), fraction=counts[i] / total)
+            for i in np.flatnonzero(counts)
+        ]
+        stage("postprocess", t)
+        stage("total", start)
+        return SegmentResult(mask, width, height, classes, timings, image)
+
+    async def close(self) -> None:
+        """Finish queued work and stop the batcher and the pool's threads."""
+        self.ready = False
+        if self.batcher is not None:
+            await self.batcher.close(self.settings.graceful_timeout_s)
+        if self.pool is not None:
+            await asyncio.to_thread(self.pool.close)
