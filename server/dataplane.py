@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from server import errors, imaging
 from server.batcher import Batcher
-from server.metrics import IN_FLIGHT, MODEL_INFO, STAGE_SECONDS, observe_error
+from server.metrics import IN_FLIGHT, MODEL_INFO, STAGE_SECONDS
 from server.pool import SessionPool
 from server.settings import Settings
 
@@ -151,15 +151,10 @@ class DataPlane:
         return self._palette
 
     async def segment(self, request: SegmentRequest) -> SegmentResult:
+        """Segment one image; raises ``ServeError`` (transports record requests and errors)."""
         IN_FLIGHT.labels(request.transport).inc()
         try:
             return await self._segment(request)
-        except errors.ServeError as exc:
-            observe_error(request.transport, exc.error)
-            raise
-        except asyncio.CancelledError:
-            observe_error(request.transport, "cancelled")
-            raise
         finally:
             IN_FLIGHT.labels(request.transport).dec()
 

@@ -54,4 +54,5 @@ def observe_request(transport: str, endpoint: str, status: int, seconds: float) 
 
 
 def observe_error(transport: str, kind: str) -> None:
+    """Record one failed request (transports call this once per ``ServeError`` they answer with)."""
     ERRORS.labels(transport, kind).inc()
