@@ -49,11 +49,10 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
             image=request.image, mode=mode, deadline=deadline, transport=TRANSPORT, endpoint=endpoint
         )
         result = await self._dataplane.segment(plane_request)
-        response = await asyncio.to_thread(
+        # off the event loop; encode_mask_png records the encode stage metric itself
+        return await asyncio.to_thread(
             convert.segment_response, request.frame_id, result, request.mask_format
         )
-        metrics.STAGE_SECONDS.labels("encode").observe(response.timings["encode"])
-        return response
 
     async def Segment(
         self, request: pb.SegmentRequest, context: grpc.aio.ServicerContext

@@ -1,0 +1,191 @@
+"""``SegformerClient``: one client for both transports, chosen by the URL scheme.
+
+    with SegformerClient("grpc://127.0.0.1:50051") as client:     # or "http://127.0.0.1:8000" (REST)
+        seg = client.segment(Path("street.jpg"))
+        seg.mask()                        # numpy [H, W] uint8/uint16 label mask
+        for seg in client.stream(frames):  # ordered; gRPC: one StreamSegment call
+            ...
+
+Imports neither torch nor the server: only httpx, grpcio, numpy, Pillow and the generated stubs.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import grpc
+import httpx
+from google.protobuf import json_format
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from server.client.types import ClassInfo, Segmentation, SegmentationError, content_type
+from server.grpc.gen import segmentation_pb2 as pb
+from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
+
+Image = bytes | str | Path
+MODES = {
+    None: pb.INFERENCE_MODE_UNSPECIFIED,
+    "resize": pb.INFERENCE_MODE_RESIZE,
+    "native": pb.INFERENCE_MODE_NATIVE,
+}
+MiB = 1024 * 1024
+_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
+
+def _read(image: Image) -> bytes:
+    return image if isinstance(image, bytes) else Path(image).read_bytes()
+
+
+def _from_proto(response: pb.SegmentResponse) -> Segmentation:
+    if response.HasField("status"):
+        status = response.status
+        code = _CODE_NAMES.get(status.code, str(status.code))
+        error = SegmentationError(code, status.error, status.message, frame_id=response.frame_id)
+        return Segmentation(frame_id=response.frame_id, error=error)
+    mask = response.mask
+    return Segmentation(
+        width=mask.width,
+        height=mask.height,
+        mask_data=mask.data,
+        mask_format="raw" if mask.format == pb.MASK_FORMAT_RAW else "png",
+        dtype="uint16" if mask.dtype == pb.MASK_DTYPE_UINT16 else "uint8",
+        classes=[ClassInfo(c.id, c.label, c.pixels, c.fraction) for c in response.classes],
+        timings=dict(response.timings),
+        frame_id=response.frame_id,
+    )
+
+
+def _rpc_error(exc: grpc.RpcError) -> SegmentationError:
+    trailers = dict(exc.trailing_metadata() or ())  # type: ignore[attr-defined]
+    return SegmentationError(exc.code().name, str(trailers.get("segformer-error", "")), exc.details() or "")  # type: ignore[attr-defined]
+
+
+class SegformerClient:
+    """A segformer-serve client: ``http(s)://host:port`` for REST, ``grpc://host:port`` for gRPC."""
+
+    def __init__(self, url: str, *, timeout: float | None = 60.0, max_message_bytes: int = 64 * MiB) -> None:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        self.transport: Literal["rest", "grpc"] = "grpc" if parts.scheme == "grpc" else "rest"
+        self.url, self.timeout = url, timeout
+        self._http: httpx.Client | None = None
+        self._channel: grpc.Channel | None = None
+        if self.transport == "grpc":
+            options = [
+                ("grpc.max_receive_message_length", max_message_bytes),
+                ("grpc.max_send_message_length", max_message_bytes),
+            ]
+            self._channel = grpc.insecure_channel(parts.netloc, options=options)
+            self._stub = pb_grpc.SegmentationServiceStub(self._channel)
+        else:
+            self._http = httpx.Client(base_url=f"{parts.scheme}://{parts.netloc}", timeout=timeout)
+
+    def segment(self, image: Image, *, mode: str | None = None, mask_format: str = "png") -> Segmentation:
+        """Segment one image; raises ``SegmentationError`` when the server refuses it."""
+        data = _read(image)
+        if self._channel is not None:
+            request = pb.SegmentRequest(image=data, mode=MODES[mode], mask_format=_mask_format(mask_format))
+            try:
+                return _from_proto(self._stub.Segment(request, timeout=self.timeout))
+            except grpc.RpcError as exc:
+                raise _rpc_error(exc) from None
+        assert self._http is not None
+        params = {"format": "json", **({"mode": mode} if mode else {})}
+        headers = {"Content-Type": content_type(data), "Accept": "application/json"}
+        response = self._http.post("/v1/segment", content=data, params=params, headers=headers)
+        body: dict[str, Any] = response.json()
+        if response.status_code != 200:
+            raise SegmentationError(str(response.status_code), body.get("error", ""), body.get("detail", ""))
+        return Segmentation(
+            width=body["width"],
+            height=body["height"],
+            mask_data=base64.b64decode(body["mask_png_base64"]),
+            classes=[ClassInfo(c["id"], c["label"], c["pixels"], c["fraction"]) for c in body["classes"]],
+            timings=dict(body.get("timings") or {}),
+        )
+
+    def stream(
+        self, images: Iterable[Image], *, mode: str | None = None, mask_format: str = "png", inflight: int = 8
+    ) -> Iterator[Segmentation]:
+        """Segment frames in order: one result per frame (``.error`` set when that frame failed).
+
+        gRPC: one ``StreamSegment`` call (the server bounds the frames in flight). REST: ``inflight``
+        concurrent requests. A failure of the whole call raises ``SegmentationError``.
+        """
+        if self._channel is not None:
+            requests = (
+                pb.SegmentRequest(
+                    image=_read(im), frame_id=i, mode=MODES[mode], mask_format=_mask_format(mask_format)
+                )
+                for i, im in enumerate(images)
+            )
+            try:
+                for response in self._stub.StreamSegment(requests):
+                    yield _from_proto(response)
+            except grpc.RpcError as exc:
+                raise _rpc_error(exc) from None
+            return
+        yield from self._rest_stream(images, mode, inflight)
+
+    def _rest_stream(
+        self, images: Iterable[Image], mode: str | None, inflight: int
+    ) -> Iterator[Segmentation]:
+        def one(frame_id: int, image: Image) -> Segmentation:
+            try:
+                seg = self.segment(image, mode=mode)
+            except SegmentationError as err:
+                err.frame_id = frame_id
+                return Segmentation(frame_id=frame_id, error=err)
+            seg.frame_id = frame_id
+            return seg
+
+        with ThreadPoolExecutor(max_workers=inflight) as pool:
+            window: list[Future[Segmentation]] = []
+            for frame_id, image in enumerate(images):
+                window.append(pool.submit(one, frame_id, image))
+                if len(window) >= inflight:
+                    yield window.pop(0).result()
+            for future in window:
+                yield future.result()
+
+    def model(self) -> dict[str, Any]:
+        """The served model: REST ``GET /v1/model`` body (gRPC: ``GetModel``'s ``details``)."""
+        if self._channel is not None:
+            response = self._stub.GetModel(pb.GetModelRequest(), timeout=self.timeout)
+            return json_format.MessageToDict(response.details)
+        assert self._http is not None
+        response = self._http.get("/v1/model")
+        response.raise_for_status()
+        return response.json()
+
+    def ready(self) -> bool:
+        """REST ``/readyz`` is 200, or gRPC health says SERVING."""
+        if self._channel is not None:
+            stub = health_pb2_grpc.HealthStub(self._channel)
+            try:
+                answer = stub.Check(health_pb2.HealthCheckRequest(), timeout=self.timeout)
+            except grpc.RpcError:
+                return False
+            return answer.status == health_pb2.HealthCheckResponse.SERVING
+        assert self._http is not None
+        return self._http.get("/readyz").status_code == 200
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        if self._http is not None:
+            self._http.close()
+
+    def __enter__(self) -> SegformerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _mask_format(name: str) -> int:
+    return {"png": pb.MASK_FORMAT_PNG, "raw": pb.MASK_FORMAT_RAW}[name]

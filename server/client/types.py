@@ -1,0 +1,90 @@
+"""What the client returns: ``Segmentation`` (one image's mask and classes) and ``SegmentationError``."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+# magic bytes → Content-Type, for REST bodies (the server sniffs too; octet-stream when unknown)
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"BM", "image/bmp"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+)
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+
+
+def content_type(data: bytes) -> str:
+    """The image MIME type from its first bytes (``application/octet-stream`` when unknown)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    for magic, mime in _SIGNATURES:
+        if data.startswith(magic):
+            return mime
+    return "application/octet-stream"
+
+
+class SegmentationError(Exception):
+    """The server refused a request (or, in a stream, one frame).
+
+    ``code`` is the gRPC status code name (``INVALID_ARGUMENT``...) or the HTTP status (``"400"``),
+    ``error`` the server's short error kind (``corrupt_image``...), ``detail`` its sentence.
+    """
+
+    def __init__(self, code: str, error: str, detail: str, frame_id: int | None = None) -> None:
+        super().__init__(f"{code} {error}: {detail}" if error else f"{code}: {detail}")
+        self.code, self.error, self.detail, self.frame_id = code, error, detail, frame_id
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    id: int
+    label: str
+    pixels: int
+    fraction: float
+
+
+@dataclass
+class Segmentation:
+    """One image's result; in streams, ``error`` is set (and the mask empty) when that frame failed."""
+
+    width: int = 0
+    height: int = 0
+    mask_data: bytes = b""
+    mask_format: Literal["png", "raw"] = "png"
+    dtype: Literal["uint8", "uint16"] = "uint8"
+    classes: list[ClassInfo] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    frame_id: int = 0
+    error: SegmentationError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def mask(self) -> np.ndarray:
+        """The label mask as a numpy array [height, width] (uint8, or uint16 for > 256 classes)."""
+        if self.error is not None:
+            raise self.error
+        if self.mask_format == "raw":
+            return np.frombuffer(self.mask_data, dtype=np.dtype(self.dtype).newbyteorder("<")).reshape(
+                self.height, self.width
+            )
+        with Image.open(io.BytesIO(self.mask_data)) as image:
+            array = np.asarray(image)
+        return array.astype(np.uint16) if array.dtype.kind == "i" or array.dtype == np.uint16 else array
+
+    def mask_png(self) -> bytes:
+        """The mask as PNG bytes (as sent, or encoded here from raw)."""
+        if self.mask_format == "png" and self.error is None:
+            return self.mask_data
+        mask = self.mask()
+        buffer = io.BytesIO()
+        Image.fromarray(mask).save(buffer, format="PNG")
+        return buffer.getvalue()
