@@ -1,0 +1,112 @@
+"""Turn ``--model`` into a contract ``.onnx`` to serve.
+
+- a contract ``.onnx`` (has ``segformer.format``): served as is;
+- a foreign SegFormer ``.onnx``: wrapped into the contract (``server.foreign``, no torch), cached;
+- anything ``segformer-export`` accepts (HF folder, hub id, ``.pth``, ``random:bN``): exported once, in a
+  **subprocess** (torch never enters the server process), into the cache, keyed by the source, the hash
+  of its files and the export options.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import onnx
+
+from server.foreign import is_contract, wrap_foreign_file
+from server.settings import Settings
+
+log = logging.getLogger("segformer.source")
+CACHE_VERSION = "1"
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_hash(source: str) -> str:
+    """sha256 of a local file or of every file of a local folder; the empty string for other sources."""
+    path = Path(source)
+    if path.is_file():
+        return _file_digest(path)
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{file.relative_to(path)}\0{_file_digest(file)}\0".encode())
+        return digest.hexdigest()
+    return ""
+
+
+def cache_key(source: str, export_args: str) -> str:
+    parts = [CACHE_VERSION, source, content_hash(source), export_args]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def _slug(source: str) -> str:
+    name = Path(source.rstrip("/")).name or source
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
+
+
+def export_to_cache(source: str, cache_dir: Path, export_args: str) -> Path:
+    """Export ``source`` with ``segformer-export`` in a subprocess, once per cache key."""
+    out = cache_dir / f"{_slug(source)}-{cache_key(source, export_args)}.onnx"
+    if out.is_file():
+        log.info("using cached export %s", out)
+        return out
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("export") is None:
+        raise RuntimeError(
+            f"--model {source!r} needs exporting, but this install has no torch (the `export` extra); "
+            "run `segformer-export SOURCE -o model.onnx` elsewhere and pass the .onnx"
+        )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.{time.time_ns()}.onnx")
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from export.cli import main; sys.exit(main())",
+        source,
+        "-o",
+        str(tmp),
+        *shlex.split(export_args),
+    ]
+    log.info("exporting %s -> %s (once; cached)", source, out)
+    start = time.monotonic()
+    try:
+        subprocess.run(command, check=True)
+        tmp.replace(out)
+    except subprocess.CalledProcessError as exc:
+        raise RuntimeError(f"segformer-export failed for {source!r} (exit {exc.returncode})") from None
+    finally:
+        for leftover in tmp.parent.glob(tmp.name + "*"):
+            leftover.unlink(missing_ok=True)
+    log.info("exported %s in %.1fs", source, time.monotonic() - start)
+    return out
+
+
+def resolve_model(settings: Settings) -> Path:
+    """The contract ``.onnx`` to serve for ``settings.model`` (wrapping or exporting into the cache)."""
+    source = settings.model
+    path = Path(source)
+    if path.suffix.lower() == ".onnx":
+        if not path.is_file():
+            raise FileNotFoundError(f"--model {source}: no such file")
+        if is_contract(onnx.load(str(path), load_external_data=False)):
+            return path
+        out = settings.cache_dir / f"{_slug(source)}-foreign-{cache_key(source, '')}.onnx"
+        if not out.is_file():
+            log.info("%s is a foreign SegFormer graph: wrapping it into the serving contract", source)
+            wrap_foreign_file(path, out)
+        return out
+    return export_to_cache(source, settings.cache_dir, settings.export_args)
