@@ -74,8 +74,8 @@ def export_to_cache(source: str, cache_dir: Path, export_args: str) -> Path:
     tmp = out.with_name(f".{out.stem}.{time.time_ns()}.onnx")
     command = [
         sys.executable,
-        "-c",
-        "import sys; from export.cli import main; sys.exit(main())",
+        "-m",
+        "export",
         source,
         "-o",
         str(tmp),
