@@ -1,0 +1,81 @@
+"""The ratios the issue asks for, computed from one run's results, with their targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Result = dict[str, Any]
+
+
+@dataclass
+class Ratio:
+    name: str
+    value: float | None
+    target: str
+    met: bool | None
+    detail: str
+
+
+def pick(results: list[Result], system: str, concurrency: int | None = None) -> Result | None:
+    for r in results:
+        if r["system"] == system and (concurrency is None or r["concurrency"] == concurrency):
+            return r
+    return None
+
+
+def peak(results: list[Result], prefix: str) -> Result | None:
+    """The best-throughput result among systems named exactly ``prefix`` or ``prefix-<transport>``."""
+    rows = [
+        r for r in results if r["system"] == prefix or r["system"] in (f"{prefix}-rest", f"{prefix}-grpc")
+    ]
+    rows = [r for r in rows if r["requests"] > 0]
+    return max(rows, key=lambda r: r["images_per_s"]) if rows else None
+
+
+def _where(r: Result) -> str:
+    return f"{r['system']} c={r['concurrency']}"
+
+
+def _ratio(name: str, ours: Result | None, base: Result | None, target: float) -> Ratio:
+    if ours is None or base is None or not base["images_per_s"]:
+        return Ratio(name, None, f"≥ {target}×", None, "not measured")
+    value = ours["images_per_s"] / base["images_per_s"]
+    detail = f"{ours['images_per_s']:.2f} img/s ({_where(ours)})"
+    detail += f" / {base['images_per_s']:.2f} img/s ({_where(base)})"
+    return Ratio(name, value, f"≥ {target}×", value >= target, detail)
+
+
+def compute(results: list[Result]) -> list[Ratio]:
+    ours = peak(results, "ours")
+    ort_rows = [r for r in (pick(results, "ort-mask"), pick(results, "ort-mask-b4")) if r]
+    ort = max(ort_rows, key=lambda r: r["images_per_s"]) if ort_rows else None
+    ratios = [
+        _ratio("throughput ours / raw ORT (best of batch 1, 4)", ours, ort, 0.9),
+        _ratio("throughput ours / raw ORT batch 1", ours, pick(results, "ort-mask"), 0.9),
+        _ratio("throughput ours / HF transformers", ours, pick(results, "hf-transformers"), 2.0),
+        _ratio("throughput ours / PyTriton (peaks)", ours, peak(results, "pytriton"), 1.3),
+    ]
+    c1, base = pick(results, "ours-rest", 1), pick(results, "ort-mask")
+    if c1 and base:
+        delta = c1["p50_ms"] - base["p50_ms"]
+        detail = f"REST c=1 p50 {c1['p50_ms']:.0f} ms vs session.run p50 {base['p50_ms']:.0f} ms"
+        ratios.append(Ratio("p50 at c=1: ours − raw ORT (ms)", delta, "≤ 10 ms", delta <= 10.0, detail))
+    full, topk = pick(results, "ort-mask"), pick(results, "ort-mask-topk")
+    if full and topk:
+        speedup = topk["images_per_s"] / full["images_per_s"]
+        detail = f"session.run p50 {full['p50_ms']:.0f} ms (full) → {topk['p50_ms']:.0f} ms (top-K)"
+        ratios.append(
+            Ratio("raw ORT speed-up, top-K vs full upsample", speedup, "> 1×", speedup > 1.0, detail)
+        )
+    return ratios
+
+
+def format_value(ratio: Ratio) -> str:
+    if ratio.value is None:
+        return "—"
+    return f"{ratio.value:+.0f} ms" if ratio.name.endswith("(ms)") else f"{ratio.value:.2f}×"
+
+
+def verdict(ratio: Ratio) -> str:
+    return {True: "met", False: "**missed**", None: "not measured"}[ratio.met]

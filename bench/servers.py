@@ -1,0 +1,110 @@
+"""Exporting the graphs under test and starting/stopping our server as a separate process.
+
+Graphs are exported once with the project's ``segformer-export`` into the bench cache and reused while
+they are newer than the exporter's sources (``--fresh`` forces a re-export). The server is started from
+the exported ``.onnx`` so the server and every baseline run exactly the same graph.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _tool(name: str) -> list[str]:
+    """A console script of this venv, or the module fallback when not installed as a script."""
+    script = Path(sys.executable).with_name(name)
+    if script.exists():
+        return [str(script)]
+    found = shutil.which(name)
+    if found:
+        return [found]
+    module = {"segformer-export": "export.cli", "segformer-serve": "server.__main__"}[name]
+    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
+
+
+def _stale(graph: Path) -> bool:
+    if not graph.exists():
+        return True
+    sources = list((ROOT / "export").glob("*.py")) + list((ROOT / "model").glob("*.py"))
+    newest = max((p.stat().st_mtime for p in sources), default=0.0)
+    return graph.stat().st_mtime < newest
+
+
+def export_graph(
+    source: str, out: Path, outputs: str = "mask", upsample: str = "full", fresh: bool = False
+) -> Path:
+    """``segformer-export SOURCE -o OUT`` (with ``--outputs``/``--upsample`` when not the defaults)."""
+    if not fresh and not _stale(out):
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [*_tool("segformer-export"), source, "-o", str(out)]
+    if outputs != "mask":
+        cmd += ["--outputs", outputs]
+    if upsample != "full":
+        cmd += ["--upsample", upsample]
+    print(f"[bench] exporting: {' '.join(cmd[-6:])}", flush=True)
+    start = time.monotonic()
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    print(f"[bench] exported {out.name} in {time.monotonic() - start:.0f}s", flush=True)
+    return out
+
+
+@dataclass
+class OurServer:
+    process: subprocess.Popen[bytes]
+    url: str
+    grpc_target: str
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)  # the session we started, nothing else
+                self.process.wait(timeout=10)
+
+
+def start_server(graph: Path, workdir: Path, threads: int, extra: list[str] | None = None) -> OurServer:
+    """``segformer-serve --model GRAPH`` on free loopback ports; returns once ``/readyz`` answers 200."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port, grpc_port = free_port(), free_port()
+    cmd = [*_tool("segformer-serve"), "--model", str(graph), "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--grpc-port", str(grpc_port), "--intra-op-threads", str(threads), "--log-level", "warning"]
+    cmd += ["--cache-dir", str(workdir / "cache"), *(extra or [])]
+    log = workdir / f"server-{graph.stem}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            cmd, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        )
+    server = OurServer(process, f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}", log)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"segformer-serve exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{server.url}/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return server
+        except OSError:
+            pass
+        time.sleep(0.3)
+    server.stop()
+    raise RuntimeError(f"segformer-serve not ready after 180 s; see {log}")

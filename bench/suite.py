@@ -1,0 +1,125 @@
+"""The whole benchmark run: export, in-process baselines, our server, PyTriton; one result list.
+
+Every measurement runs in its own process (load generator, baselines, servers), one after the other,
+so no two ever share the cores. Results accumulate in ``WORK/results.json`` as they come in.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import write_json
+from bench.servers import ROOT, export_graph, start_server
+from bench.triton_env import ensure_venv, start_triton
+
+
+@dataclass
+class Plan:
+    model: str  # export source: weights folder, hub id or random:b0
+    hf_source: str  # the same weights for the transformers baseline (random:b0 without weights)
+    images: list[Path]  # real JPEGs (empty: synthetic)
+    work: Path  # scratch: graphs, logs, raw results (gitignored)
+    threads: int = 2
+    concurrency: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
+    transports: list[str] = field(default_factory=lambda: ["rest", "grpc"])
+    duration: float = 10.0
+    baseline_duration: float = 8.0
+    triton: bool = False
+    triton_venv: Path = ROOT / ".cache" / "pytriton-venv"
+    topk: bool = True
+    hf: bool = True
+    fresh: bool = False
+    server_args: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self, result: dict[str, Any]) -> None:
+        self.results.append(result)
+        print(
+            f"[bench] {result['system']:<18} c={result['concurrency']:<3} {result['images_per_s']:6.2f} img/s"
+            f"  p50 {result['p50_ms']:7.0f} ms  p99 {result['p99_ms']:7.0f} ms"
+            f"  errors {result.get('errors', 0)}",
+            flush=True,
+        )
+        write_json(self.work / "results.json", {"results": self.results, "notes": self.notes})
+
+
+def _python(module: str, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", module, *args], check=True, cwd=ROOT)
+
+
+def inproc(plan: Plan, kind: str, source: str, system: str, output: str = "mask", batch: int = 1) -> None:
+    out = plan.work / "raw" / f"{system}.json"
+    args = [kind, source, "--output", output, "--batch", str(batch), "--threads", str(plan.threads)]
+    args += ["--duration", str(plan.baseline_duration), "--system", system, "--out", str(out)]
+    _python("bench.inproc", *args, *map(str, plan.images))
+    plan.record(json.loads(out.read_text()))
+
+
+def load(plan: Plan, target: str, url: str, pid: int, system: str, concurrency: int) -> None:
+    out = plan.work / "raw" / f"{system}-c{concurrency}.json"
+    args = ["--target", target, "--url", url, "--concurrency", str(concurrency), "--pid", str(pid)]
+    args += ["--duration", str(plan.duration), "--max-warmup", "60", "--out", str(out)]
+    _python("bench.loadgen", *args, *map(str, plan.images))
+    result = json.loads(out.read_text())
+    result["system"] = system
+    plan.record(result)
+
+
+def graphs(plan: Plan) -> dict[str, Path]:
+    """The serving graph, the mask+logits graph (for the logits-only ceiling) and, if supported, top-K."""
+    out = {
+        "full": export_graph(plan.model, plan.work / "graphs" / "mask-full.onnx", fresh=plan.fresh),
+        "logits": export_graph(
+            plan.model, plan.work / "graphs" / "mask-logits.onnx", outputs="mask,logits", fresh=plan.fresh
+        ),
+    }
+    if plan.topk:
+        try:
+            out["topk"] = export_graph(
+                plan.model, plan.work / "graphs" / "mask-topk.onnx", upsample="topk", fresh=plan.fresh
+            )
+        except subprocess.CalledProcessError:
+            plan.notes.append("top-K upsampling: the exporter does not support `--upsample topk` yet")
+    return out
+
+
+def run(plan: Plan) -> Plan:
+    start = time.monotonic()
+    plan.work.mkdir(parents=True, exist_ok=True)
+    g = graphs(plan)
+    inproc(plan, "ort", str(g["logits"]), "ort-logits", output="logits")
+    inproc(plan, "ort", str(g["full"]), "ort-mask")
+    inproc(plan, "ort", str(g["full"]), "ort-mask-b4", batch=4)
+    inproc(plan, "ort", str(g["full"]), "ort-pipeline", output="pipeline")
+    if "topk" in g:
+        inproc(plan, "ort", str(g["topk"]), "ort-mask-topk")
+    variants = [("", g["full"]), *([("-topk", g["topk"])] if "topk" in g else [])]
+    for suffix, graph in variants:
+        server = start_server(graph, plan.work / "server", plan.threads, plan.server_args)
+        try:
+            for transport in plan.transports if not suffix else ["rest"]:
+                url = server.url if transport == "rest" else server.grpc_target
+                for c in plan.concurrency if not suffix else plan.concurrency[:2]:
+                    load(plan, transport, url, server.pid, f"ours-{transport}{suffix}", c)
+        finally:
+            server.stop()
+    if plan.triton:
+        python = ensure_venv(plan.triton_venv)
+        triton = start_triton(python, g["full"], plan.work / "triton", plan.threads, 8, 5000)
+        try:
+            for c in plan.concurrency:
+                load(plan, "triton", triton.url, triton.process.pid, "pytriton", c)
+        finally:
+            triton.stop()
+    if plan.hf:
+        inproc(plan, "hf", plan.hf_source, "hf-transformers")
+    plan.notes.append(f"total bench time {time.monotonic() - start:.0f} s")
+    write_json(plan.work / "results.json", {"results": plan.results, "notes": plan.notes})
+    return plan

@@ -1,0 +1,80 @@
+"""Smoke tests of the bench harness (seconds, no server, no exporter): load generator, baselines, report."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from bench import plots, ratios, report
+from bench.clients import triton_request
+from bench.common import summarize, synthetic_jpegs
+from bench.inproc import main as inproc_main
+from bench.loadgen import run_load
+
+
+def test_closed_loop_load_measures_server_and_itself(fake_rest: str) -> None:
+    result = run_load("rest", fake_rest, 3, 0.5, 5.0, synthetic_jpegs(2), pid=os.getpid())
+    assert result["requests"] > 0 and result["errors"] == 0
+    assert result["images_per_s"] > 0 and result["p50_ms"] <= result["p99_ms"]
+    assert result["extra"]["warmed_up"] is True
+    assert result["cpu_cores"] is not None and result["peak_rss_mb"] > 0
+    assert result["client_cpu_cores"] >= 0
+
+
+def test_failed_requests_are_counted_as_errors(fake_rest: str) -> None:
+    result = run_load("triton", fake_rest, 2, 0.3, 5.0, synthetic_jpegs(1), pid=None)
+    assert result["errors"] > 0 and result["requests"] == 0
+    assert "HTTP 404" in result["extra"]["error_samples"][0]
+
+
+def test_triton_request_is_kserve_v2_binary() -> None:
+    body, headers = triton_request(b"JPEG")
+    split = int(headers["Inference-Header-Content-Length"])
+    header = json.loads(body[:split])
+    assert header["inputs"][0]["datatype"] == "BYTES" and header["inputs"][0]["shape"] == [1, 1]
+    assert body[split:] == struct.pack("<I", 4) + b"JPEG"
+
+
+@pytest.mark.parametrize(("output", "batch"), [("mask", 1), ("mask", 2), ("logits", 1), ("pipeline", 1)])
+def test_raw_ort_baseline(tiny_graph: Path, tmp_path: Path, output: str, batch: int) -> None:
+    out = tmp_path / "r.json"
+    args = ["ort", str(tiny_graph), "--output", output, "--batch", str(batch), "--duration", "0.2"]
+    inproc_main([*args, "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["system"] == f"ort-{output}" and result["batch"] == batch
+    assert result["requests"] >= 3 and result["images_per_s"] > 0 and result["peak_rss_mb"] > 0
+    if output == "pipeline":
+        assert set(result["extra"]["stage_ms"]) == {"decode", "resize", "run", "encode"}
+
+
+def _row(system: str, c: int, ips: float, p50: float) -> dict[str, object]:
+    row = summarize(system, c, [p50 / 1000] * 5, 5 / ips, cpu_cores=1.0, peak_rss_mb=100.0).__dict__
+    return row
+
+
+def test_ratios_report_and_plots(tmp_path: Path) -> None:
+    results = [
+        _row("ort-mask", 1, 5.0, 200.0),
+        _row("ort-mask-b4", 4, 5.5, 700.0),
+        _row("ort-mask-topk", 1, 8.0, 125.0),
+        _row("hf-transformers", 1, 2.0, 500.0),
+        _row("ours-rest", 1, 4.8, 205.0),
+        _row("ours-rest", 4, 5.2, 760.0),
+        _row("ours-grpc", 4, 5.1, 770.0),
+        _row("pytriton", 4, 4.0, 1000.0),
+    ]
+    computed = {r.name: r for r in ratios.compute(results)}
+    best = computed["throughput ours / raw ORT (best of batch 1, 4)"]
+    assert best.value == pytest.approx(5.2 / 5.5) and best.met is True
+    assert computed["throughput ours / HF transformers"].met is True
+    assert computed["throughput ours / PyTriton (peaks)"].value == pytest.approx(1.3)
+    assert computed["p50 at c=1: ours − raw ORT (ms)"].value == pytest.approx(5.0)
+    assert "ours-grpc" in report.console(results, list(computed.values()))
+    written = plots.write_all(results, tmp_path)
+    assert all(p.stat().st_size > 1000 for p in written)
+    text = report.markdown(results, list(computed.values()), {"model": "random:b0"}, written)
+    assert "| throughput ours / HF transformers | 2.60× |" in text and "throughput_vs_concurrency.png" in text
