@@ -8,6 +8,8 @@ import re
 import torch
 from torch import nn
 
+from model.segformer import VARIANTS
+
 StateDict = dict[str, torch.Tensor]
 
 
@@ -92,6 +94,14 @@ def from_nvlabs(state: StateDict) -> StateDict:
         else:
             out[new] = value
     return out
+
+
+def find_variant(widths: tuple[int, ...], depths: tuple[int, ...]) -> str | None:
+    """The B0-B5 name whose widths and depths these are, or None."""
+    for name, cfg in VARIANTS.items():
+        if tuple(widths) == cfg.widths and tuple(depths) == cfg.depths:
+            return name
+    return None
 
 
 def infer_arch(state: StateDict) -> dict[str, object]:

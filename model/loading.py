@@ -17,9 +17,9 @@ from typing import Any
 import torch
 
 from model import checkpoints
-from model.checkpoints import CheckpointError, StateDict
+from model.checkpoints import CheckpointError, StateDict, find_variant
 from model.labels import LabelSpec, Palette, resolve_labels
-from model.segformer import VARIANTS, SegFormer, SegFormerConfig, find_variant
+from model.segformer import VARIANTS, SegFormer, SegFormerConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# Smallest input side: stage 1 (stride 4) must be at least as large as its 8x8 key/value reduction conv.
+MIN_SIZE = 29
+
 
 @dataclass(frozen=True)
 class SegFormerConfig:
@@ -35,14 +38,6 @@ VARIANTS: dict[str, SegFormerConfig] = {
     "b4": SegFormerConfig((64, 128, 320, 512), (3, 8, 27, 3), 768),
     "b5": SegFormerConfig((64, 128, 320, 512), (3, 6, 40, 3), 768),
 }
-
-
-def find_variant(widths: tuple[int, ...], depths: tuple[int, ...]) -> str | None:
-    """The B0-B5 name whose widths and depths these are, or None."""
-    for name, cfg in VARIANTS.items():
-        if tuple(widths) == cfg.widths and tuple(depths) == cfg.depths:
-            return name
-    return None
 
 
 class OverlapPatchEmbed(nn.Module):
@@ -207,6 +202,10 @@ class SegFormer(nn.Module):
         self.head: nn.Module = DecodeHead(cfg.widths, cfg.decoder_width, cfg.num_labels)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_tracing() and min(pixel_values.shape[-2:]) < MIN_SIZE:
+            raise ValueError(
+                f"SegFormer needs inputs of at least {MIN_SIZE}x{MIN_SIZE}, got {pixel_values.shape}"
+            )
         feats = []
         x = pixel_values
         for stage in self.stages:
