@@ -31,5 +31,10 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Side by side: our server vs raw ONNX Runtime, transformers and PyTriton → docs/benchmarks/ (~8 min on 2 cores).
+SEGFORMER_BENCH_SHARED ?= $(SEGFORMER_TEST_SHARED)
+bench: $(VENV)/.installed
+	SEGFORMER_BENCH_SHARED="$(SEGFORMER_BENCH_SHARED)" $(PY) -m bench --triton $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .cache
