@@ -1,0 +1,96 @@
+"""The ``segformer.*`` metadata written into every exported graph (docs/CONTRACT.md §3), no torch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+FORMAT_VERSION = "1"
+PREFIX = "segformer."
+INPUT_LAYOUT = "NHWC-uint8-RGB"
+JSON_KEYS = frozenset(
+    {"id2label", "palette", "image_mean", "image_std", "inference_size", "outputs", "versions"}
+)
+
+
+def package_version() -> str:
+    try:
+        return importlib_metadata.version("segformer-serve")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_metadata(
+    *,
+    name: str,
+    variant: str,
+    id2label: Mapping[int, str],
+    palette: Sequence[Sequence[int]],
+    image_mean: Sequence[float],
+    image_std: Sequence[float],
+    inference_size: tuple[int, int],
+    outputs: Sequence[str],
+    mask_dtype: str,
+    precision: str,
+    source: str,
+    source_sha256: str | None,
+    versions: Mapping[str, Any],
+) -> dict[str, str]:
+    """All values as strings (JSON where the contract says so), keys prefixed with ``segformer.``."""
+
+    def dump(value: object) -> str:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    fields: dict[str, str] = {
+        "format": FORMAT_VERSION,
+        "name": name,
+        "variant": variant,
+        "num_labels": str(len(id2label)),
+        "id2label": dump({str(int(k)): str(v) for k, v in sorted(id2label.items())}),
+        "palette": dump([[int(c) for c in colour] for colour in palette]),
+        "image_mean": dump([float(v) for v in image_mean]),
+        "image_std": dump([float(v) for v in image_std]),
+        "inference_size": dump([int(v) for v in inference_size]),
+        "input_layout": INPUT_LAYOUT,
+        "outputs": dump(list(outputs)),
+        "mask_dtype": mask_dtype,
+        "precision": precision,
+        "source": source,
+        "source_sha256": source_sha256 or "",
+        "versions": dump(dict(versions)),
+    }
+    return {PREFIX + key: value for key, value in fields.items()}
+
+
+def set_metadata(model: onnx.ModelProto, values: Mapping[str, str]) -> None:
+    """Replace the ``segformer.*`` entries of ``model.metadata_props`` with ``values``."""
+    kept = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(PREFIX)]
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, dict(kept) | dict(values))
+
+
+def read_metadata(model: onnx.ModelProto | str | Path) -> dict[str, str]:
+    """The raw ``segformer.*`` metadata (strings) of a model or a file (weights are not loaded)."""
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}
+
+
+def decode_metadata(raw: Mapping[str, str]) -> dict[str, Any]:
+    """Un-prefixed, JSON-decoded metadata; ``id2label`` gets int keys, ``num_labels`` is an int."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if not key.startswith(PREFIX):
+            continue
+        short = key.removeprefix(PREFIX)
+        out[short] = json.loads(value) if short in JSON_KEYS else value
+    if "id2label" in out:
+        out["id2label"] = {int(k): v for k, v in out["id2label"].items()}
+    if "num_labels" in out:
+        out["num_labels"] = int(out["num_labels"])
+    return out
