@@ -46,3 +46,22 @@ def real_photos(shared_dir: Path) -> list[Path]:
     if not found:
         _require(None, "real photos")
     return found
+
+
+# --- exported graphs shared by tests/export, tests/server, tests/grpc (one export per test session) ---
+
+
+@pytest.fixture(scope="session")
+def random_b0_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``segformer-export random:b0`` (150 classes, default outputs: ``mask``), unverified for speed."""
+    from export.api import export_onnx
+
+    return export_onnx("random:b0", tmp_path_factory.mktemp("onnx") / "random_b0.onnx", verify_graph=False)
+
+
+@pytest.fixture(scope="session")
+def real_b0_onnx(real_weights_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``segformer-export`` of the real B0 ADE20K weights (default outputs: ``mask``), unverified."""
+    from export.api import export_onnx
+
+    return export_onnx(real_weights_dir, tmp_path_factory.mktemp("onnx") / "real_b0.onnx", verify_graph=False)
