@@ -1,0 +1,58 @@
+"""Dynamic batching under concurrency, and overload: a full queue answers 503 and the server recovers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import numpy as np
+
+from tests.server.conftest import MAX_QUEUE_SIZE
+from tests.server.live import Served, image_bytes, metric_value, png_mask
+
+
+def batches_over_one(text: str) -> float:
+    count = metric_value(text, "segformer_batch_size_count")
+    return count - metric_value(text, "segformer_batch_size_bucket", le="1.0")
+
+
+async def _burst(url: str, bodies: list[bytes], params: dict[str, str]) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=len(bodies))
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        return await asyncio.gather(
+            *[
+                client.post(
+                    f"{url}/v1/segment", params=params, content=b, headers={"Content-Type": "image/png"}
+                )
+                for b in bodies
+            ]
+        )
+
+
+def test_sixteen_concurrent_clients_batch(served: Served) -> None:
+    before = batches_over_one(served.metrics())
+    bodies = [image_bytes(128, 128, "PNG", seed=i) for i in range(16)]
+    answers = asyncio.run(_burst(served.url, bodies, {"mode": "native"}))
+    assert [a.status_code for a in answers] == [200] * 16
+    # every client gets its own mask back, not a neighbour's from the same batch
+    alone = [png_mask(a.content) for a in asyncio.run(_burst(served.url, bodies[:2], {"mode": "native"}))]
+    assert np.array_equal(png_mask(answers[0].content), alone[0])
+    assert np.array_equal(png_mask(answers[1].content), alone[1])
+    assert batches_over_one(served.metrics()) > before
+
+
+def test_flood_gets_503_and_recovers(served: Served) -> None:
+    bodies = [image_bytes(256, 256, "PNG", seed=100 + i) for i in range(4 * MAX_QUEUE_SIZE)]
+    answers = asyncio.run(_burst(served.url, bodies, {"mode": "native"}))
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) <= {200, 503}, statuses
+    rejected = [a for a in answers if a.status_code == 503]
+    assert rejected, "a flood four times the queue size was fully accepted"
+    assert statuses.count(200) >= MAX_QUEUE_SIZE
+    assert all(a.json()["error"] == "queue_full" and int(a.headers["retry-after"]) >= 1 for a in rejected)
+    text = served.metrics()
+    assert metric_value(text, "segformer_errors_total", kind="queue_full") >= len(rejected)
+    assert metric_value(text, "segformer_queue_depth") == 0
+    assert metric_value(text, "segformer_in_flight_requests") == 0
+    again = asyncio.run(_burst(served.url, bodies[:4], {"mode": "native"}))
+    assert [a.status_code for a in again] == [200] * 4
