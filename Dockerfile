@@ -85,13 +85,16 @@ ENTRYPOINT ["segformer-serve"]
 # Build-time export (needs internet: PyTorch's CPU wheel index and the model hub). torch lives only here.
 FROM builder AS export
 ARG TORCH_VERSION=2.13.0
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# where the CPU torch wheel comes from (PyPI's torch is the multi-GB CUDA build, not needed to export);
+# offline: --build-arg "TORCH_PIP_ARGS=--find-links /wheels" with the wheelhouse bind-mounted at /wheels
+ARG TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 # anything `segformer-export` accepts that is reachable from the build: a hub id, random:b0, a URL ...
 ARG EXPORT_SOURCE=nvidia/segformer-b0-finetuned-ade-512-512
 ARG EXPORT_ARGS=""
+# hadolint ignore=SC2086
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/venv/bin/python -m ensurepip \
-    && /opt/venv/bin/python -m pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}" \
+    && /opt/venv/bin/python -m pip install ${TORCH_PIP_ARGS} "torch==${TORCH_VERSION}" \
     && /opt/venv/bin/python -m pip install ".[export]"
 # hadolint ignore=SC2086
 RUN mkdir -p /export \

@@ -9,7 +9,7 @@ export SEGFORMER_TEST_SHARED
 SEGFORMER_MODEL ?= nvidia/segformer-b0-finetuned-ade-512-512
 export SEGFORMER_MODEL
 
-.PHONY: serve test lint proto bench clean
+.PHONY: serve test lint proto bench clean container-smoke
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Builds the CPU image from the Dockerfile with podman (debootstrap base; root + apt) and smoke-tests it.
+container-smoke: $(VENV)/.installed
+	scripts/container_smoke.sh
 
 # Side by side: our server vs raw ONNX Runtime, transformers and PyTriton → docs/benchmarks/ (~8 min on 2 cores).
 SEGFORMER_BENCH_SHARED ?= $(SEGFORMER_TEST_SHARED)
