@@ -94,7 +94,9 @@ class SegformerClient:
             except grpc.RpcError as exc:
                 raise _rpc_error(exc) from None
         assert self._http is not None
-        params = {"format": "json", **({"mode": mode} if mode else {})}
+        params: dict[str, str] = {"format": "json", **({"mode": mode} if mode else {})}
+        if self.timeout is not None:
+            params["timeout_ms"] = str(self.timeout * 1000)  # the server drops it once we gave up
         headers = {"Content-Type": content_type(data), "Accept": "application/json"}
         response = self._http.post("/v1/segment", content=data, params=params, headers=headers)
         body: dict[str, Any] = response.json()
@@ -105,7 +107,7 @@ class SegformerClient:
             height=body["height"],
             mask_data=base64.b64decode(body["mask_png_base64"]),
             classes=[ClassInfo(c["id"], c["label"], c["pixels"], c["fraction"]) for c in body["classes"]],
-            timings=dict(body.get("timings") or {}),
+            timings={k: v / 1000 for k, v in (body.get("timings_ms") or {}).items()},
         )
 
     def stream(

@@ -27,6 +27,7 @@ from server.settings import Settings
 
 log = logging.getLogger("segformer.grpc")
 TRANSPORT = "grpc"
+METHOD = "/segformer.v1.SegmentationService/"  # + name: the `endpoint` metric label
 
 
 class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
@@ -60,7 +61,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         start, status = time.perf_counter(), 500
         deadline = convert.request_deadline(context.time_remaining(), request.timeout_ms)
         try:
-            response = await self._segment(request, deadline, "Segment")
+            response = await self._segment(request, deadline, METHOD + "Segment")
             status = 200
             return response
         except ServeError as err:
@@ -72,7 +73,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
             status = _cancelled_status(context)
             raise
         finally:
-            metrics.observe_request(TRANSPORT, "Segment", status, time.perf_counter() - start)
+            metrics.observe_request(TRANSPORT, METHOD + "Segment", status, time.perf_counter() - start)
 
     async def _frame(self, request: pb.SegmentRequest, time_remaining: float | None) -> pb.SegmentResponse:
         """One stream frame: a response either way (errors go into ``status``); never raises but cancel."""
@@ -80,20 +81,20 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         deadline = convert.request_deadline(time_remaining, request.timeout_ms)
         failure: ServeError | None = None
         try:
-            response = await self._segment(request, deadline, "StreamSegment")
+            response = await self._segment(request, deadline, METHOD + "StreamSegment")
         except ServeError as err:
             failure = err
         except asyncio.CancelledError:
-            metrics.observe_request(TRANSPORT, "StreamSegment", 499, time.perf_counter() - start)
+            metrics.observe_request(TRANSPORT, METHOD + "StreamSegment", 499, time.perf_counter() - start)
             raise
         except Exception as exc:  # a frame must not take the stream down
             log.exception("stream frame %d failed", request.frame_id)
             failure = errors.internal(f"{type(exc).__name__}: {exc}")
         elapsed = time.perf_counter() - start
         if failure is None:
-            metrics.observe_request(TRANSPORT, "StreamSegment", 200, elapsed)
+            metrics.observe_request(TRANSPORT, METHOD + "StreamSegment", 200, elapsed)
             return response
-        metrics.observe_request(TRANSPORT, "StreamSegment", failure.status, elapsed)
+        metrics.observe_request(TRANSPORT, METHOD + "StreamSegment", failure.status, elapsed)
         metrics.observe_error(TRANSPORT, failure.error)
         return convert.frame_error(request.frame_id, failure)
 
@@ -135,7 +136,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
     ) -> pb.GetModelResponse:
         start = time.perf_counter()
         response = convert.model_response(self._dataplane.model_info())
-        metrics.observe_request(TRANSPORT, "GetModel", 200, time.perf_counter() - start)
+        metrics.observe_request(TRANSPORT, METHOD + "GetModel", 200, time.perf_counter() - start)
         return response
 
 

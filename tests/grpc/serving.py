@@ -1,0 +1,144 @@
+"""A real ``segformer-serve`` (``python -m server``: REST + gRPC, the real app wiring) for the tests.
+
+The server runs in a subprocess on free loopback ports. From the moment it is spawned a
+``grpc.health.v1`` Watch records every status the server reports, so tests can check it said
+NOT_SERVING before warm-up and SERVING after. Also: the reference mask straight from the ONNX graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+import onnxruntime as ort
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from server import imaging
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT_S = 180.0
+FAST_RECONNECT = [
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 100),
+]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """``python -m server`` on free ports; ``health_history`` holds the statuses seen since spawn."""
+
+    def __init__(self, model: Path, workdir: Path, *args: str) -> None:
+        self.rest_port, self.grpc_port = free_port(), free_port()
+        self.rest_url = f"http://127.0.0.1:{self.rest_port}"
+        self.grpc_address = f"127.0.0.1:{self.grpc_port}"
+        self.health_history: list[str] = []
+        self.log_path = workdir / f"server-{self.grpc_port}.log"
+        command = [
+            sys.executable, "-m", "server", "--model", str(model), "--host", "127.0.0.1",
+            "--port", str(self.rest_port), "--grpc-port", str(self.grpc_port),
+            "--cache-dir", str(workdir / "cache"), *args,
+        ]  # fmt: skip
+        self._log = self.log_path.open("wb")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(command, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self._channel = grpc.insecure_channel(self.grpc_address, options=FAST_RECONNECT)
+        self._watch = health_pb2_grpc.HealthStub(self._channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), wait_for_ready=True
+        )
+        self._watcher = threading.Thread(target=self._follow_health, daemon=True)
+        self._watcher.start()
+
+    def _follow_health(self) -> None:
+        with contextlib.suppress(grpc.RpcError):
+            for answer in self._watch:
+                self.health_history.append(health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status))
+
+    def wait_ready(self) -> LiveServer:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if self.health_history[-1:] == ["SERVING"]:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{self.rest_url}/readyz", timeout=2).status_code == 200:
+                        return self
+            time.sleep(0.05)
+        raise RuntimeError(f"server not ready after {STARTUP_TIMEOUT_S} s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def metrics(self) -> str:
+        return httpx.get(f"{self.rest_url}/metrics", timeout=10).text
+
+    def stop(self) -> int:
+        self._watch.cancel()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._watcher.join(timeout=5)
+        self._channel.close()
+        self._log.close()
+        return self.proc.returncode
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels`` (0 when absent)."""
+    total = 0.0
+    for match in re.finditer(rf"^{re.escape(name)}(?:\{{(.*?)\}})? (\S+)$", text, re.MULTILINE):
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(1) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(match.group(2))
+    return total
+
+
+def batches_over_one(text: str) -> float:
+    """Batches with more than one request, from the ``segformer_batch_size`` histogram."""
+    count = metric_value(text, "segformer_batch_size_count")
+    return count - metric_value(text, "segformer_batch_size_bucket", le="1.0")
+
+
+class GraphReference:
+    """The mask the served graph itself gives (server-side preprocessing reproduced, one image a run)."""
+
+    def __init__(self, model: Path) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        raw = self.session.get_modelmeta().custom_metadata_map
+        height, width = json.loads(raw.get("segformer.inference_size", "[512, 512]"))
+        self.inference_size = (int(height), int(width))
+
+    def mask(self, data: bytes, mode: str = "resize", native_max_side: int = 1024) -> np.ndarray:
+        image = imaging.decode_image(data, 40_000_000, 16384)
+        height, width = image.shape[:2]
+        size = (
+            self.inference_size if mode == "resize" else imaging.native_size(height, width, native_max_side)
+        )
+        resized = imaging.resize_bilinear(image, size)
+        feeds = {"image": resized[None], "output_size": np.array([height, width], dtype=np.int64)}
+        return self.session.run(["mask"], feeds)[0][0]
