@@ -1,0 +1,42 @@
+"""Settings: flags over environment over defaults, every setting documented, clear device errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnxruntime as ort
+import pytest
+
+from server.pool import choose_providers
+from server.settings import Settings, load_settings
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "server.md"
+
+
+def test_flags_override_environment_override_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings([]).max_batch_size == 8
+    monkeypatch.setenv("SEGFORMER_MAX_BATCH_SIZE", "4")
+    monkeypatch.setenv("SEGFORMER_MODE", "native")
+    settings = load_settings(["--max-batch-size", "2", "--grpc-port", "0"])
+    assert (settings.max_batch_size, settings.mode, settings.grpc_port) == (2, "native", 0)
+    with pytest.raises(ValueError):
+        load_settings(["--mode", "sideways"])
+
+
+def test_every_setting_is_documented() -> None:
+    text = DOCS.read_text()
+    for name in Settings.model_fields:
+        flag, env = "--" + name.replace("_", "-"), "SEGFORMER_" + name.upper()
+        assert f"`{flag}`" in text and f"`{env}`" in text, name
+
+
+def test_threads_split_the_cores() -> None:
+    assert Settings(intra_op_threads=3).threads_per_session() == 3
+    assert Settings(sessions=64).threads_per_session() == 1
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA build")
+def test_cuda_requested_without_cuda_fails_clearly() -> None:
+    with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
+        choose_providers(Settings(device="cuda"))
+    assert choose_providers(Settings(device="auto")) == ["CPUExecutionProvider"]
