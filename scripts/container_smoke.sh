@@ -21,6 +21,7 @@
 #   EXPORT_CMD   how to run the exporter on the host (default: .venv/bin/segformer-export, else python -m export)
 #   KEEP=1       keep the built image and container state (default: image kept, container removed)
 #   COLD=1       wipe $CTR_WORK first (measures a cold run: base image + build from nothing)
+#   DASHBOARD_CHECK=1  also run Prometheus (apt) on the container and evaluate every Grafana dashboard query
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -249,6 +250,53 @@ podman exec "$CTR" python -c 'import importlib.util as u, shutil, sys; \
 bad = [m for m in ("torch",) if u.find_spec(m)] + [c for c in ("gcc", "cc", "g++", "curl") if shutil.which(c)]; \
 sys.exit("found in the runtime image: %s" % bad if bad else 0)' || die "runtime image content"
 log "runs as uid $uid ($(podman exec "$CTR" id -un)); no torch, no compilers in the image"
+
+# ---- 9b. optional (DASHBOARD_CHECK=1): a real Prometheus scrapes the container with deploy/prometheus's
+#      config (target rewritten to the published port) while 4 clients send traffic for 20 s; every query of the
+#      Grafana dashboard must return data ($job -> .*, $__rate_interval -> 1m). Grafana itself is not run.
+if [ "${DASHBOARD_CHECK:-0}" = 1 ]; then
+  command -v prometheus >/dev/null || apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  PPORT=$(free_port)
+  rm -rf "$CTR_WORK/prom-data"
+  sed "s/segformer:8000/127.0.0.1:$HPORT/" deploy/prometheus/prometheus.yml >"$CTR_WORK/prometheus.yml"
+  prometheus --config.file="$CTR_WORK/prometheus.yml" --storage.tsdb.path="$CTR_WORK/prom-data" \
+    --web.listen-address="127.0.0.1:$PPORT" >"$CTR_WORK/prometheus.log" 2>&1 &
+  PROM_PID=$!
+  trap 'kill $PROM_PID 2>/dev/null || true; cleanup' EXIT
+  "$PY" - "$HPORT" "$PPORT" deploy/grafana/dashboards/segformer-serve.json <<'PYEOF' || die "dashboard queries"
+import io, json, sys, threading, time, urllib.parse, urllib.request
+import numpy as np
+from PIL import Image
+port, pport, dash_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+imgs = []
+for i, (h, w) in enumerate([(240, 320), (333, 517), (480, 640)]):
+    b = io.BytesIO(); Image.fromarray(np.full((h, w, 3), 40 * i, np.uint8)).save(b, "PNG"); imgs.append(b.getvalue())
+stop = time.monotonic() + 20
+def client(k):
+    while time.monotonic() < stop:
+        r = urllib.request.Request(f"http://127.0.0.1:{port}/v1/segment", data=imgs[k % 3], headers={"Content-Type": "image/png"})
+        urllib.request.urlopen(r, timeout=60).read()
+threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+[t.start() for t in threads]; [t.join() for t in threads]
+time.sleep(6)   # one more scrape after the traffic
+dash = json.load(open(dash_path))
+may_be_empty = ("segformer_errors_total",)   # no errors in this traffic
+failed = 0
+for p in dash["panels"]:
+    for t in p.get("targets", []):
+        q = t["expr"].replace("$job", ".*").replace("$__rate_interval", "1m")
+        url = f"http://127.0.0.1:{pport}/api/v1/query?" + urllib.parse.urlencode({"query": q})
+        res = json.load(urllib.request.urlopen(url, timeout=10))["data"]["result"]
+        vals = [float(r["value"][1]) for r in res if r["value"][1] not in ("NaN", "+Inf", "-Inf")]
+        ok = bool(vals) or any(m in q and "or vector" not in q for m in may_be_empty)
+        failed += not ok
+        shown = ", ".join(f"{v:.4g}" for v in vals[:4]) + (" ..." if len(vals) > 4 else "")
+        print(f"  {'ok ' if ok else 'BAD'} {p['title'][:42]:42s} {t.get('legendFormat', '')[:22]:22s} {len(vals):2d} series: {shown}")
+sys.exit(1 if failed else 0)
+PYEOF
+  kill "$PROM_PID" 2>/dev/null || true
+  log "dashboard queries all answered by Prometheus $(prometheus --version 2>&1 | awk 'NR==1{print $3}') scraping the container"
+fi
 
 # ---- 10. stop: SIGTERM, graceful exit 0 -------------------------------------------------------------
 ts=$SECONDS
