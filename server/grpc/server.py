@@ -15,7 +15,6 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from server.grpc.gen import segmentation_pb2 as pb
@@ -29,19 +28,53 @@ HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 HEALTH_POLL_S = 0.05
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+SERVICES = ("", SERVICE_NAME)
 
 
-class ReadinessHealth(health_aio.HealthServicer):
-    """The reference health servicer, NOT_SERVING from the start, following ``dataplane.ready``.
+class ReadinessHealth(health_pb2_grpc.HealthServicer):
+    """``grpc.health.v1.Health`` for ``""`` and ``segformer.v1.SegmentationService``, following readiness.
 
-    Answers for the whole server (``""``) and for ``segformer.v1.SegmentationService``.
+    Unlike the reference servicer, a ``Watch`` ends after it has sent the final NOT_SERVING of a shutdown,
+    so ``server.stop(grace)`` does not wait out its grace period for health watchers.
     """
 
     def __init__(self, dataplane: Any) -> None:
-        super().__init__()
         self._dataplane = dataplane
-        self._server_status = {"": NOT_SERVING, SERVICE_NAME: NOT_SERVING}
+        self._status = NOT_SERVING
+        self._version = 0
+        self._final = False
+        self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: Any
+    ) -> health_pb2.HealthCheckResponse:
+        if request.service not in SERVICES:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=self._status)
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
+        last = None
+        while True:
+            async with self._changed:
+                seen, final = self._version, self._final
+                status = self._status if request.service in SERVICES else UNKNOWN
+            if status != last:
+                await context.write(health_pb2.HealthCheckResponse(status=status))
+                last = status
+            if final:
+                return
+            async with self._changed:
+                await self._changed.wait_for(lambda seen=seen: self._version != seen)
+
+    async def _set(self, status: int, final: bool = False) -> None:
+        async with self._changed:
+            if self._final:
+                return
+            self._status, self._final = status, final
+            self._version += 1
+            self._changed.notify_all()
 
     async def _follow(self) -> None:
         serving = None
@@ -50,8 +83,7 @@ class ReadinessHealth(health_aio.HealthServicer):
             if ready != serving:
                 serving = ready
                 log.info("grpc health: %s", "SERVING" if ready else "NOT_SERVING")
-                for service in ("", SERVICE_NAME):
-                    await self.set(service, SERVING if ready else NOT_SERVING)
+                await self._set(SERVING if ready else NOT_SERVING)
             await asyncio.sleep(HEALTH_POLL_S)
 
     def start(self) -> None:
@@ -59,12 +91,13 @@ class ReadinessHealth(health_aio.HealthServicer):
             self._task = asyncio.get_running_loop().create_task(self._follow(), name="grpc-health")
 
     async def shutdown(self) -> None:
-        await self.enter_graceful_shutdown()
+        """NOT_SERVING for good (watchers get it and end), and stop following readiness."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._set(NOT_SERVING, final=True)
 
 
 def _address(host: str, port: int) -> str:

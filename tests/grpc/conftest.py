@@ -11,17 +11,12 @@ import pytest
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
 from tests.grpc.serving import GraphReference, LiveServer
 
-# small batching window so concurrent traffic visibly batches; 3 warm-up runs so health is seen NOT_SERVING
+# a small batching window so concurrent traffic visibly batches; 3 warm-up runs so health is seen
+# NOT_SERVING first; a queue of 24 (two streams of 8 in flight fit, a burst of 100 calls does not)
 SERVER_ARGS = (
-    "--warmup-runs",
-    "3",
-    "--max-queue-delay-ms",
-    "10",
-    "--max-batch-size",
-    "8",
-    "--log-level",
-    "warning",
-)
+    "--warmup-runs", "3", "--max-queue-delay-ms", "10", "--max-batch-size", "8", "--max-queue-size", "24",
+    "--log-level", "warning",
+)  # fmt: skip
 MiB = 1024 * 1024
 
 

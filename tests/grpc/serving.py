@@ -91,15 +91,20 @@ class LiveServer:
     def metrics(self) -> str:
         return httpx.get(f"{self.rest_url}/metrics", timeout=10).text
 
-    def stop(self) -> int:
-        self._watch.cancel()
+    def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM (the health Watch keeps recording); the exit status."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=60)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        return self.proc.returncode
+
+    def stop(self) -> int:
+        self._watch.cancel()
+        self.terminate()
         self._watcher.join(timeout=5)
         self._channel.close()
         self._log.close()
