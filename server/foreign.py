@@ -1,8 +1,9 @@
 """Wrap a foreign SegFormer ONNX (float ``pixel_values`` NCHW in, logits out) into the contract graph.
 
-Uses the ``onnx`` package only (no torch). The wrapper adds, around the untouched foreign graph:
-uint8 NHWC ``image`` → float, /255, ImageNet mean/std, NCHW; and logits → bilinear resize to
-``output_size`` (default: the input size; PyTorch ``align_corners=False`` semantics) → argmax → ``mask``.
+Uses the ``onnx`` package only (no torch): the nodes come from ``export.graph.wrap_network`` (the same
+torch-free wrapper the export puts around its own network: uint8 NHWC ``image`` → ImageNet mean/std →
+NCHW; logits → bilinear resize to ``output_size`` → argmax → ``mask``); this module detects foreign
+graphs, finds the class count, picks labels and writes the contract metadata.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+
+from export.graph import MIN_OPSET, mask_dtype_for, wrap_network
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_P = "segformer_wrap/"
 
 
 def is_contract(model: onnx.ModelProto) -> bool:
@@ -55,7 +55,10 @@ def _labels(num_labels: int) -> tuple[dict[int, str], list[tuple[int, int, int]]
 
 
 def wrap_foreign(model: onnx.ModelProto, name: str, source: str, source_sha256: str) -> onnx.ModelProto:
-    """Return a contract graph around ``model`` (modified in place)."""
+    """Return a contract graph around ``model`` (the export's torch-free ``wrap_network`` does the nodes)."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < MIN_OPSET:  # the wrapper's nodes need opset >= 15; convert the foreign graph up
+        model = onnx.version_converter.convert_version(model, MIN_OPSET)
     graph = model.graph
     initializers = {i.name for i in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]
@@ -65,61 +68,26 @@ def wrap_foreign(model: onnx.ModelProto, name: str, source: str, source_sha256: 
     logits_out = next((o for o in graph.output if len(_dims(o)) == 4), None)
     if logits_out is None:
         raise ValueError(f"no 4-d logits output among {[(o.name, _dims(o)) for o in graph.output]}")
-    num_labels = _num_classes(model, logits_out)
     batch, channels, height, width = _dims(pixel_in)
     if channels != 3:
         raise ValueError(f"input {pixel_in.name!r} has {channels} channels, expected 3")
-    mask_type = TensorProto.UINT8 if num_labels <= 256 else TensorProto.UINT16
+    num_labels = _num_classes(model, logits_out)
+    wrapped_from = f"{pixel_in.name}{_dims(pixel_in)} -> {logits_out.name}{_dims(logits_out)}"
+    # wrap_network wants exactly one input and one output
+    for value in [i for i in graph.input if i.name != pixel_in.name]:
+        graph.input.remove(value)
+    for value in [o for o in graph.output if o.name != logits_out.name]:
+        graph.output.remove(value)
+    mask_dtype = mask_dtype_for(num_labels)
+    wrapped = wrap_network(model, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, mask_dtype=mask_dtype)
+    # keep the foreign graph's fixed dimensions visible, so that the server caps batch and mode
     fixed_size = isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0
-
-    def const(suffix: str, array: np.ndarray) -> str:
-        graph.initializer.append(numpy_helper.from_array(array, _P + suffix))
-        return _P + suffix
-
-    mean = const("mean", np.array(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1))
-    std = const("std", np.array(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1))
-    scale = const("scale", np.array(1.0 / 255.0, np.float32))
-    graph.initializer.append(numpy_helper.from_array(np.zeros(2, np.int64), "output_size"))
-    n = helper.make_node
-    pre = [
-        n("Cast", ["image"], [_P + "f"], to=TensorProto.FLOAT),
-        n("Transpose", [_P + "f"], [_P + "nchw"], perm=[0, 3, 1, 2]),
-        n("Mul", [_P + "nchw", scale], [_P + "unit"]),
-        n("Sub", [_P + "unit", mean], [_P + "centred"]),
-        n("Div", [_P + "centred", std], [pixel_in.name]),
-    ]
-    post = [
-        n("Shape", ["image"], [_P + "in_shape"]),
-        n("Slice", [_P + "in_shape", const("s1", np.array([1])), const("s3", np.array([3]))], [_P + "in_hw"]),
-        n("Equal", ["output_size", const("zero", np.zeros(2, np.int64))], [_P + "is_default"]),
-        n("Where", [_P + "is_default", _P + "in_hw", "output_size"], [_P + "out_hw"]),
-        n("Shape", [logits_out.name], [_P + "logit_shape"]),
-        n("Slice", [_P + "logit_shape", const("s0", np.array([0])), const("s2", np.array([2]))], [_P + "nc"]),
-        n("Concat", [_P + "nc", _P + "out_hw"], [_P + "sizes"], axis=0),
-        n(
-            "Resize",
-            [logits_out.name, "", "", _P + "sizes"],
-            [_P + "upsampled"],
-            mode="linear",
-            coordinate_transformation_mode="pytorch_half_pixel",
-        ),
-        n("ArgMax", [_P + "upsampled"], [_P + "argmax"], axis=1, keepdims=0),
-        n("Cast", [_P + "argmax"], ["mask"], to=mask_type),
-    ]
-    nodes = pre + list(graph.node) + post
-    del graph.node[:]
-    graph.node.extend(nodes)
-    image_dims = [batch, height, width, 3] if fixed_size else [batch, "height", "width", 3]
-    image_dims = [
-        d if isinstance(d, int) and d > 0 else (d if isinstance(d, str) else "batch") for d in image_dims
-    ]
-    graph.input.remove(pixel_in)
-    graph.input.insert(0, helper.make_tensor_value_info("image", TensorProto.UINT8, image_dims))
-    graph.input.append(helper.make_tensor_value_info("output_size", TensorProto.INT64, [2]))
-    del graph.output[:]
-    graph.output.append(
-        helper.make_tensor_value_info("mask", mask_type, [image_dims[0], "out_height", "out_width"])
-    )
+    image_dims = wrapped.graph.input[0].type.tensor_type.shape.dim[:3]
+    fixed = (batch, height if fixed_size else 0, width if fixed_size else 0)
+    for dim, value in zip(image_dims, fixed, strict=True):
+        if isinstance(value, int) and value > 0:
+            dim.ClearField("dim_param")
+            dim.dim_value = value
     id2label, palette, dataset = _labels(num_labels)
     meta = {
         "segformer.format": "1",
@@ -133,15 +101,16 @@ def wrap_foreign(model: onnx.ModelProto, name: str, source: str, source_sha256: 
         "segformer.inference_size": json.dumps([height, width] if fixed_size else [512, 512]),
         "segformer.input_layout": "NHWC-uint8-RGB",
         "segformer.outputs": json.dumps(["mask"]),
-        "segformer.mask_dtype": "uint8" if num_labels <= 256 else "uint16",
+        "segformer.mask_dtype": mask_dtype,
         "segformer.precision": "fp32",
         "segformer.source": source,
         "segformer.source_sha256": source_sha256,
         "segformer.labels": dataset,
-        "segformer.wrapped_from": f"{pixel_in.name}{_dims(pixel_in)} -> {logits_out.name}{_dims(logits_out)}",
+        "segformer.wrapped_from": wrapped_from,
     }
-    onnx.helper.set_model_props(model, meta)
-    return model
+    del wrapped.metadata_props[:]
+    onnx.helper.set_model_props(wrapped, meta)
+    return wrapped
 
 
 def wrap_foreign_file(path: Path, out: Path) -> Path:

@@ -1,0 +1,59 @@
+"""Foreign SegFormer graphs (float NCHW pixel_values in, logits out) are wrapped into the contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from server.foreign import IMAGENET_MEAN, IMAGENET_STD
+from server.settings import Settings
+from server.source import resolve_model
+from server.spec import ModelSpec
+
+CLASSES = 19
+
+
+def tiny_foreign(path: Path, opset: int) -> Path:
+    """A stand-in "optimum-style" network: pixel_values [N,3,H,W] -> logits [N,19,H/4,W/4]."""
+    weights = np.random.default_rng(0).normal(size=(CLASSES, 3, 1, 1)).astype(np.float32)
+    nodes = [
+        helper.make_node("AveragePool", ["pixel_values"], ["pooled"], kernel_shape=[4, 4], strides=[4, 4]),
+        helper.make_node("Conv", ["pooled", "w"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", CLASSES, "h", "w"])],
+        [numpy_helper.from_array(weights, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 7
+    onnx.save(model, path)
+    return path
+
+
+def test_foreign_graph_is_wrapped_cached_and_equivalent(tmp_path: Path) -> None:
+    source = tiny_foreign(tmp_path / "optimum.onnx", opset=13)  # older opset: converted up
+    settings = Settings(model=str(source), cache_dir=tmp_path / "cache")
+    wrapped = resolve_model(settings)
+    assert wrapped.parent == tmp_path / "cache" and resolve_model(settings) == wrapped
+    session = ort.InferenceSession(str(wrapped), providers=["CPUExecutionProvider"])
+    spec = ModelSpec.from_graph(session.get_modelmeta().custom_metadata_map, session.get_inputs()[0].shape)
+    assert spec.foreign and spec.num_labels == CLASSES and spec.label(0) == "road"  # Cityscapes by count
+    assert spec.fixed_batch is None and spec.fixed_size is None
+    image = np.random.default_rng(1).integers(0, 256, (2, 64, 96, 3), dtype=np.uint8)
+    # output_size = the logits' size makes the resize an identity: the mask is the argmax of the logits
+    (mask,) = session.run(["mask"], {"image": image, "output_size": np.array([16, 24])})
+    pixels = (image.astype(np.float32) / 255 - np.array(IMAGENET_MEAN, np.float32)) / np.array(
+        IMAGENET_STD, np.float32
+    )
+    network = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    (logits,) = network.run(None, {"pixel_values": pixels.transpose(0, 3, 1, 2).astype(np.float32)})
+    assert np.mean(mask == logits.argmax(axis=1)) >= 0.999
+    (full,) = session.run(["mask"], {"image": image})  # default output_size: the input size
+    assert full.shape == (2, 64, 96) and full.dtype == np.uint8
