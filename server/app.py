@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 
 from server.dataplane import DataPlane
-from server.pool import SessionPool
+from server.pool import SessionPool, choose_providers
 from server.rest import build_rest_app
 from server.settings import Settings
 from server.source import resolve_model
@@ -48,7 +48,13 @@ def _build_grpc(dataplane: DataPlane, settings: Settings) -> Any:
 
 
 async def serve(settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT; 0 after a graceful stop, 1 when the model cannot be loaded."""
+    """Run until SIGTERM/SIGINT; 0 after a graceful stop, 1 when the model cannot be loaded, 2 for a
+    device that is not available (checked before anything listens)."""
+    try:
+        log.info("execution providers: %s", choose_providers(settings))
+    except RuntimeError as exc:
+        log.error("%s", exc)
+        return 2
     dataplane = DataPlane(settings)
     config = uvicorn.Config(
         build_rest_app(dataplane, settings),

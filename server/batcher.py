@@ -41,7 +41,9 @@ class _Item:
 class Batcher:
     """Groups single-image requests into batches for a ``SessionPool``."""
 
-    def __init__(self, pool: SessionPool, max_batch_size: int, max_queue_delay_s: float, max_queue_size: int):
+    def __init__(
+        self, pool: SessionPool, max_batch_size: int, max_queue_delay_s: float, max_queue_size: int
+    ) -> None:
         self.pool = pool
         self.max_batch_size = min(max_batch_size, pool.spec.fixed_batch or max_batch_size)
         self.max_queue_delay_s = max_queue_delay_s

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
-from typing import Annotated, Literal
+from collections.abc import Coroutine
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from server import errors, imaging
+from server import errors, imaging, metrics
 from server.dataplane import DataPlane, ModelDescription, SegmentRequest, SegmentResult
 from server.rest.body import read_image_bytes
 from server.rest.schemas import ERROR_RESPONSES, ErrorBody, Health, SegmentJSON
 from server.settings import Settings
 
 router = APIRouter()
+CLIENT_CLOSED_REQUEST = 499
 Format = Literal["png", "json", "overlay"]
 
 _SEGMENT_BODY = {
@@ -50,6 +53,33 @@ def _negotiate(format_: Format | None, accept: str | None) -> Format:
     if format_ is not None:
         return format_
     return "json" if accept and "application/json" in accept.lower() else "png"
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client closes the connection (the body has been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_disconnected(
+    request: Request, work: Coroutine[Any, Any, SegmentResult]
+) -> SegmentResult | None:
+    """Run ``work``; if the client goes away first, cancel it (dropping it from its batch), None."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
 
 
 def _render(result: SegmentResult, format_: Format, plane: DataPlane, alpha: float) -> Response:
@@ -103,7 +133,12 @@ async def segment(
     budget_ms = timeout_ms if timeout_ms is not None else x_request_timeout_ms
     deadline = start + budget_ms / 1000 if budget_ms is not None else None
     data = await read_image_bytes(request, settings.max_body_bytes)
-    result = await plane.segment(SegmentRequest(data, mode, deadline, "rest", "/v1/segment"))
+    result = await _unless_disconnected(
+        request, plane.segment(SegmentRequest(data, mode, deadline, "rest", "/v1/segment"))
+    )
+    if result is None:  # nobody to answer; 499 (nginx's "client closed request") for the metrics
+        metrics.observe_error("rest", "client_disconnected")
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     chosen = _negotiate(format, accept)
     return await asyncio.to_thread(_render, result, chosen, plane, settings.overlay_alpha)
 
@@ -129,6 +164,6 @@ async def readyz(request: Request) -> Health:
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
-async def metrics() -> Response:
+async def prometheus_metrics() -> Response:
     """Prometheus metrics."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

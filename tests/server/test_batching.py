@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 
 import httpx
 import numpy as np
@@ -56,3 +58,30 @@ def test_flood_gets_503_and_recovers(served: Served) -> None:
     assert metric_value(text, "segformer_in_flight_requests") == 0
     again = asyncio.run(_burst(served.url, bodies[:4], {"mode": "native"}))
     assert [a.status_code for a in again] == [200] * 4
+
+
+def test_client_disconnect_drops_the_request(served: Served) -> None:
+    """A client that goes away mid-inference is answered 499 in the metrics; the server carries on."""
+
+    body = image_bytes(480, 640, "PNG", seed=9)
+    before = metric_value(served.metrics(), "segformer_requests_total", endpoint="/v1/segment", status="499")
+    head = "POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+    head += f"Content-Length: {len(body)}\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", served.port or 0)) as sock:
+        sock.sendall(head.encode() + body)
+        time.sleep(0.3)  # decoded and queued or running
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        text = served.metrics()
+        if metric_value(text, "segformer_requests_total", endpoint="/v1/segment", status="499") > before:
+            break
+        time.sleep(0.1)
+    assert metric_value(text, "segformer_requests_total", endpoint="/v1/segment", status="499") > before
+    assert metric_value(text, "segformer_errors_total", kind="client_disconnected") >= 1
+    good = httpx.post(
+        f"{served.url}/v1/segment?mode=native",
+        content=body,
+        headers={"Content-Type": "image/png"},
+        timeout=60,
+    )
+    assert good.status_code == 200

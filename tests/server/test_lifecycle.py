@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import onnxruntime as ort
 import pytest
 
 from server.settings import Settings
@@ -87,3 +88,12 @@ def test_unloadable_model_exits_non_zero(tmp_path: Path) -> None:
     assert server.proc.wait(timeout=120) == 1
     server.stop()
     assert any("missing.onnx" in line for line in server.log)
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA build")
+def test_device_cuda_without_cuda_fails_fast(random_b0_onnx: Path, tmp_path: Path) -> None:
+    server = Served(tmp_path, "--model", str(random_b0_onnx), "--device", "cuda")
+    assert server.proc.wait(timeout=120) == 2
+    server.stop()
+    assert server.port is None  # nothing started listening
+    assert any("onnxruntime-gpu" in line for line in server.log), server.log_tail()
