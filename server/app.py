@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,8 +33,8 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def load_model(dataplane: DataPlane, settings: Settings) -> None:
-    path = await asyncio.to_thread(resolve_model, settings)
+async def load_model(dataplane: DataPlane, settings: Settings, cancel: threading.Event) -> None:
+    path = await asyncio.to_thread(resolve_model, settings, cancel)
     pool = await asyncio.to_thread(SessionPool, path, settings)
     await dataplane.start(pool)
     log.info("ready: %s on %s", dataplane.model_info().name, ",".join(pool.providers))
@@ -72,6 +73,7 @@ async def serve(settings: Settings) -> int:
         await grpc_server.start()
         log.info("gRPC listening on %s:%d", settings.host, settings.grpc_port)
     stopping: list[asyncio.Task[Any]] = []
+    cancel_load = threading.Event()
     failed = False
 
     def stop(reason: str) -> None:
@@ -79,13 +81,14 @@ async def serve(settings: Settings) -> int:
             return
         log.info("%s: stopping (finishing in-flight requests)", reason)
         rest.should_exit = True
+        cancel_load.set()
         if grpc_server is not None:
             stopping.append(asyncio.ensure_future(grpc_server.stop(settings.graceful_timeout_s)))
 
     def loaded(task: asyncio.Task[None]) -> None:
         nonlocal failed
-        if task.cancelled() or task.exception() is None:
-            return
+        if task.cancelled() or task.exception() is None or cancel_load.is_set():
+            return  # loaded, or interrupted by a stop
         log.error("cannot serve the model: %s", task.exception(), exc_info=task.exception())
         failed = True
         stop("model load failed")
@@ -93,7 +96,7 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, signal.Signals(sig).name)
-    loader = asyncio.create_task(load_model(dataplane, settings))
+    loader = asyncio.create_task(load_model(dataplane, settings, cancel_load))
     loader.add_done_callback(loaded)
     try:
         await rest.serve()

@@ -16,6 +16,7 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -59,8 +60,13 @@ def _slug(source: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
 
 
-def export_to_cache(source: str, cache_dir: Path, export_args: str) -> Path:
-    """Export ``source`` with ``segformer-export`` in a subprocess, once per cache key."""
+def export_to_cache(
+    source: str, cache_dir: Path, export_args: str, cancel: threading.Event | None = None
+) -> Path:
+    """Export ``source`` with ``segformer-export`` in a subprocess, once per cache key.
+
+    Setting ``cancel`` terminates the export (a SIGTERM during start-up must not wait for it).
+    """
     out = cache_dir / f"{_slug(source)}-{cache_key(source, export_args)}.onnx"
     if out.is_file():
         log.info("using cached export %s", out)
@@ -83,19 +89,27 @@ def export_to_cache(source: str, cache_dir: Path, export_args: str) -> Path:
     ]
     log.info("exporting %s -> %s (once; cached)", source, out)
     start = time.monotonic()
+    process = subprocess.Popen(command)
     try:
-        subprocess.run(command, check=True)
+        while process.poll() is None:
+            if cancel is not None and cancel.wait(0.2):
+                process.terminate()
+                process.wait()
+                raise RuntimeError(f"export of {source!r} cancelled")
+        if process.returncode != 0:
+            raise RuntimeError(f"segformer-export failed for {source!r} (exit {process.returncode})")
         tmp.replace(out)
-    except subprocess.CalledProcessError as exc:
-        raise RuntimeError(f"segformer-export failed for {source!r} (exit {exc.returncode})") from None
     finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
         for leftover in tmp.parent.glob(tmp.name + "*"):
             leftover.unlink(missing_ok=True)
     log.info("exported %s in %.1fs", source, time.monotonic() - start)
     return out
 
 
-def resolve_model(settings: Settings) -> Path:
+def resolve_model(settings: Settings, cancel: threading.Event | None = None) -> Path:
     """The contract ``.onnx`` to serve for ``settings.model`` (wrapping or exporting into the cache)."""
     source = settings.model
     path = Path(source)
@@ -109,4 +123,4 @@ def resolve_model(settings: Settings) -> Path:
             log.info("%s is a foreign SegFormer graph: wrapping it into the serving contract", source)
             wrap_foreign_file(path, out)
         return out
-    return export_to_cache(source, settings.cache_dir, settings.export_args)
+    return export_to_cache(source, settings.cache_dir, settings.export_args, cancel)

@@ -97,3 +97,12 @@ def test_device_cuda_without_cuda_fails_fast(random_b0_onnx: Path, tmp_path: Pat
     server.stop()
     assert server.port is None  # nothing started listening
     assert any("onnxruntime-gpu" in line for line in server.log), server.log_tail()
+
+
+def test_sigterm_during_export_stops_promptly(tmp_path: Path) -> None:
+    server = Served(tmp_path, "--model", "random:b0", "--export-args=--no-verify")
+    server.wait_listening()
+    start = time.monotonic()
+    assert server.stop(timeout=60) == 0, server.log_tail()
+    assert time.monotonic() - start < 30
+    assert not list((tmp_path / "cache").glob("*.onnx")), "a cancelled export must leave nothing behind"
