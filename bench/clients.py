@@ -1,6 +1,7 @@
 """Thin per-client senders for the load generator: one connection each, JPEG bytes in, PNG mask out.
 
-- ``rest``: ``POST /v1/segment`` with the raw image body (``http.client``, keep-alive).
+- ``rest``: ``POST /v1/segment`` with the raw image body (``http.client``, keep-alive); a query in the
+  URL (``http://host:port/?mode=native``) is passed on.
 - ``triton``: the KServe v2 ``/infer`` endpoint of the PyTriton baseline with the binary-tensor
   extension (one BYTES element: the JPEG), so both servers get exactly the same bytes over the same
   kind of connection and do the same work (decode, resize, graph, PNG encode).
@@ -35,6 +36,7 @@ class _Http:
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.query = f"?{parts.query}" if parts.query else ""  # e.g. ?mode=native
         self.conn: http.client.HTTPConnection | None = None
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
@@ -60,7 +62,7 @@ def rest_sender(url: str) -> Sender:
     http = _Http(url)
 
     def send(body: bytes) -> None:
-        status, _, payload = http.post("/v1/segment", body, {"Content-Type": "image/jpeg"})
+        status, _, payload = http.post("/v1/segment" + http.query, body, {"Content-Type": "image/jpeg"})
         if status != 200 or not payload.startswith(b"\x89PNG"):
             raise RuntimeError(f"HTTP {status}: {payload[:200]!r}")
 

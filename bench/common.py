@@ -39,10 +39,10 @@ def real_photos(shared: Path | None) -> list[Path]:
     )
 
 
-def synthetic_jpegs(count: int = 4, seed: int = 0) -> list[bytes]:
-    """Smooth random JPEGs of photo-like sizes, for runs without the shared photos."""
+def synthetic_jpegs(count: int = 4, seed: int = 0, sizes: list[tuple[int, int]] | None = None) -> list[bytes]:
+    """Smooth random JPEGs, photo-like (width, height) ``sizes`` by default, for runs without photos."""
     rng = np.random.default_rng(seed)
-    sizes = [(683, 512), (640, 480), (600, 400), (512, 683)]
+    sizes = sizes or [(683, 512), (640, 480), (600, 400), (512, 683)]
     out = []
     for i in range(count):
         width, height = sizes[i % len(sizes)]
@@ -130,7 +130,7 @@ class TreeMonitor:
     """CPU seconds and peak RSS of a process and all its descendants (psutil), sampled on demand."""
 
     def __init__(self, pid: int) -> None:
-        import psutil
+        import psutil  # the `bench` extra; absent on the GPU machine, where load runs without --pid
 
         self._psutil = psutil
         self.root = psutil.Process(pid)

@@ -62,8 +62,12 @@ def run_load(
     max_warmup: float,
     images: list[bytes],
     pid: int | None,
+    min_answers: int = 5,
 ) -> dict[str, object]:
-    """Drive ``url`` with ``concurrency`` closed-loop clients; the measured window's summary as a dict."""
+    """Drive ``url`` with ``concurrency`` closed-loop clients; the measured window's summary as a dict.
+
+    The window is extended (up to 4× ``duration``) until at least ``min_answers`` answers came in.
+    """
     shared = _Shared(concurrency)
     senders = [make_client(target, url) for _ in range(concurrency)]
     monitor = TreeMonitor(pid) if pid else None
@@ -81,7 +85,10 @@ def run_load(
         time.sleep(0.25)
         if monitor:
             monitor.sample()
-    end = time.perf_counter()
+        closing = shared.stop_at - time.perf_counter() < 0.5  # decide before the clients see the deadline
+        if closing and _answers_since(shared, start) < min_answers:
+            shared.stop_at = min(shared.stop_at + 1.0, start + 4 * duration)  # too few answers: extend
+    end = shared.stop_at
     own1, tree1 = _own_cpu(), monitor.sample() if monitor else 0.0
     for thread in threads:  # drain: leave the server idle for whatever runs next
         thread.join(timeout=120.0)
@@ -101,6 +108,11 @@ def run_load(
         extra={"warmed_up": shared.all_answered.is_set(), "error_samples": shared.error_samples},
     )
     return result.__dict__
+
+
+def _answers_since(shared: _Shared, start: float) -> int:
+    with shared.lock:
+        return sum(1 for t, _, _ in shared.records if t >= start)
 
 
 def _own_cpu() -> float:

@@ -36,6 +36,7 @@ def make_session(graph: Path, threads: int, providers: list[str] | None = None) 
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # the optional `output_size` initializer-input warning is by design
     return ort.InferenceSession(str(graph), options, providers=providers or ["CPUExecutionProvider"])
 
 

@@ -19,6 +19,7 @@ COLUMNS = [
     "p95 ms",
     "p99 ms",
     "CPU cores",
+    "img/CPU·s",
     "peak RSS MB",
     "client CPU",
 ]
@@ -55,6 +56,7 @@ def rows(results: list[Result]) -> list[list[str]]:
                 _fmt(r["p95_ms"]),
                 _fmt(r["p99_ms"]),
                 _fmt(r.get("cpu_cores"), 2),
+                _fmt(R.efficiency(r), 2),
                 _fmt(r.get("peak_rss_mb")),
                 _fmt(r.get("client_cpu_cores"), 2),
             ]

@@ -33,6 +33,7 @@ def _session(path: str, threads: int) -> tuple[ort.InferenceSession, tuple[int, 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.log_severity_level = 3
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
     height, width = json.loads(meta.get("segformer.inference_size", "[512, 512]"))
