@@ -49,6 +49,18 @@ _NV_RULES: list[tuple[str, str]] = [
     (r"^decode_head\.linear_fuse\.bn\.", "head.bn."),
     (r"^decode_head\.linear_pred\.", "head.classifier."),
 ]
+_MMSEG1_RULES: list[tuple[str, str]] = [
+    (r"^backbone\.layers\.(\d)\.0\.projection\.", r"stages.\1.patch_embed.proj."),
+    (r"^backbone\.layers\.(\d)\.0\.norm\.", r"stages.\1.patch_embed.norm."),
+    (r"^backbone\.layers\.(\d)\.1\.(\d+)\.", r"stages.\1.blocks.\2."),
+    (r"^backbone\.layers\.(\d)\.2\.", r"stages.\1.norm."),
+    (r"\.attn\.attn\.out_proj\.", ".attn.proj."),
+    (r"\.ffn\.layers\.0\.", ".mlp.fc1."),
+    (r"\.ffn\.layers\.1\.", ".mlp.dwconv."),
+    (r"\.ffn\.layers\.4\.", ".mlp.fc2."),
+    (r"^decode_head\.(convs\.\d|fusion_conv)\.", r"head.\1."),
+    (r"^decode_head\.conv_seg\.", "head.classifier."),
+]
 _ONE_BASED = re.compile(r"\{(\d)\}")
 
 
@@ -104,6 +116,24 @@ def find_variant(widths: tuple[int, ...], depths: tuple[int, ...]) -> str | None
     return None
 
 
+def from_mmseg1(state: StateDict) -> StateDict:
+    """Rename an mmseg 1.x state dict: ``nn.MultiheadAttention``'s packed ``in_proj`` is split into q/k/v,
+    the Mix-FFN's 1x1 convs become linears; ``conv_seg`` is this head's trained classifier."""
+    out: StateDict = {}
+    for key, value in state.items():
+        new = _apply(key, _MMSEG1_RULES)
+        if ".attn.attn.in_proj_" in new:
+            kind = "weight" if new.endswith("in_proj_weight") else "bias"
+            stem = new.split(".attn.attn.in_proj_")[0]
+            for name, part in zip("qkv", value.chunk(3, dim=0), strict=True):
+                out[f"{stem}.attn.{name}.{kind}"] = part
+            continue
+        if (".mlp.fc1." in new or ".mlp.fc2." in new) and value.ndim == 4:
+            value = value.flatten(1)
+        out[new] = value
+    return out
+
+
 def infer_arch(state: StateDict) -> dict[str, object]:
     """Widths, depths, decoder width and class count read from a (remapped) state dict."""
     widths, depths = [], []
@@ -117,15 +147,12 @@ def infer_arch(state: StateDict) -> dict[str, object]:
         blocks = {int(m.group(1)) for k in state if (m := re.match(rf"stages\.{i}\.blocks\.(\d+)\.", k))}
         depths.append(max(blocks) + 1 if blocks else 0)
     classifier = state.get("head.classifier.weight")
-    fuse = state.get("head.linear_fuse.weight")
-    if classifier is None or fuse is None:
-        raise CheckpointError(
-            "checkpoint has no decode head (head.classifier / head.linear_fuse weights missing)"
-        )
+    if classifier is None:
+        raise CheckpointError("checkpoint has no decode head (no classifier weight)")
     return {
         "widths": tuple(widths),
         "depths": tuple(depths),
-        "decoder_width": int(fuse.shape[0]),
+        "decoder_width": int(classifier.shape[1]),
         "num_labels": int(classifier.shape[0]),
     }
 

@@ -142,19 +142,21 @@ def _from_file(
 ) -> tuple[SegFormer, ModelInfo]:
     raw, meta = _read_weights(path)
     fmt = _detect(raw, path)
-    if fmt == "mmseg1":
-        raise CheckpointError(
-            f"{path} is an mmseg 1.x checkpoint (backbone.layers.*, decode_head.convs.*, fusion_conv): its "
-            "decode head differs (conv+BN+ReLU per stage) and is not supported; convert it to the Hugging "
-            "Face layout or use an mmseg 0.x / NVlabs .pth"
-        )
-    state = checkpoints.from_hf(raw) if fmt == "hf" else checkpoints.from_nvlabs(raw)
+    remap = {"hf": checkpoints.from_hf, "nvlabs": checkpoints.from_nvlabs, "mmseg1": checkpoints.from_mmseg1}
+    state = remap[fmt](raw)
     arch = checkpoints.infer_arch(state)
-    cfg = SegFormerConfig(**arch, norm_eps=1e-6 if fmt == "nvlabs" else 1e-5)  # type: ignore[arg-type]
+    # LayerNorm eps as each code base trained with: transformers 1e-5; NVlabs 1e-6 in blocks and stage norms;
+    # mmseg 1.x 1e-6 everywhere.
+    eps = {"hf": (1e-5, 1e-5), "nvlabs": (1e-6, 1e-5), "mmseg1": (1e-6, 1e-6)}[fmt]
+    head = "mmseg1" if fmt == "mmseg1" else "mlp"
+    cfg = SegFormerConfig(**arch, norm_eps=eps[0], embed_eps=eps[1], head=head)  # type: ignore[arg-type]
     net = _build(cfg, state, path, num_labels)
     ck_labels = ck_palette = None
-    if isinstance(meta, dict) and meta.get("CLASSES") and len(meta["CLASSES"]) == cfg.num_labels:
-        ck_labels, ck_palette = dict(enumerate(meta["CLASSES"])), meta.get("PALETTE")
+    meta = meta if isinstance(meta, dict) else {}
+    dataset = meta.get("dataset_meta") if isinstance(meta.get("dataset_meta"), dict) else {}  # mmseg 1.x
+    classes = meta.get("CLASSES") or dataset.get("classes")
+    if classes and len(classes) == cfg.num_labels:
+        ck_labels, ck_palette = dict(enumerate(classes)), meta.get("PALETTE") or dataset.get("palette")
     variant = find_variant(cfg.widths, cfg.depths) or "custom"
     info = _info(net, path.stem, variant, labels, ck_labels, source, path, ck_palette)
     return net, info

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.heads import DecodeHead, FusedDecodeHead, MMSegHead
+
 # Smallest input side: stage 1 (stride 4) must be at least as large as its 8x8 key/value reduction conv.
 MIN_SIZE = 29
 
@@ -27,7 +29,9 @@ class SegFormerConfig:
     sr_ratios: tuple[int, int, int, int] = (8, 4, 2, 1)
     mlp_ratio: int = 4
     num_labels: int = 150
-    norm_eps: float = 1e-5  # transformers uses 1e-5 everywhere; NVlabs' blocks and stage norms use 1e-6
+    norm_eps: float = 1e-5  # block and stage norms: 1e-5 in transformers, 1e-6 in NVlabs and mmseg
+    embed_eps: float = 1e-5  # patch-embedding and key/value-reduction norms: 1e-6 in mmseg 1.x only
+    head: str = "mlp"  # "mlp" (all-MLP, as NVlabs and transformers) or "mmseg1" (conv+BN+ReLU per stage)
 
 
 VARIANTS: dict[str, SegFormerConfig] = {
@@ -41,10 +45,10 @@ VARIANTS: dict[str, SegFormerConfig] = {
 
 
 class OverlapPatchEmbed(nn.Module):
-    def __init__(self, in_chans: int, dim: int, patch_size: int, stride: int) -> None:
+    def __init__(self, in_chans: int, dim: int, patch_size: int, stride: int, eps: float) -> None:
         super().__init__()
         self.proj = nn.Conv2d(in_chans, dim, patch_size, stride, padding=patch_size // 2)
-        self.norm = nn.LayerNorm(dim)
+        self.norm = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
         x = self.proj(x)
@@ -55,7 +59,7 @@ class OverlapPatchEmbed(nn.Module):
 class EfficientAttention(nn.Module):
     """Multi-head self-attention whose keys/values are spatially reduced by a strided conv."""
 
-    def __init__(self, dim: int, heads: int, sr_ratio: int) -> None:
+    def __init__(self, dim: int, heads: int, sr_ratio: int, eps: float) -> None:
         super().__init__()
         self.heads = heads
         self.head_dim = dim // heads
@@ -67,7 +71,7 @@ class EfficientAttention(nn.Module):
         self.sr_ratio = sr_ratio
         if sr_ratio > 1:
             self.sr = nn.Conv2d(dim, dim, sr_ratio, sr_ratio)
-            self.norm = nn.LayerNorm(dim)
+            self.norm = nn.LayerNorm(dim, eps=eps)
 
     def _split(self, t: torch.Tensor, n: int) -> torch.Tensor:
         return t.reshape(n, -1, self.heads, self.head_dim).transpose(1, 2)
@@ -102,12 +106,13 @@ class MixFFN(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, sr_ratio: int, mlp_ratio: int, eps: float) -> None:
+    def __init__(self, cfg: SegFormerConfig, index: int) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = EfficientAttention(dim, heads, sr_ratio)
-        self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = MixFFN(dim, dim * mlp_ratio)
+        dim = cfg.widths[index]
+        self.norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        self.attn = EfficientAttention(dim, cfg.heads[index], cfg.sr_ratios[index], cfg.embed_eps)
+        self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        self.mlp = MixFFN(dim, dim * cfg.mlp_ratio)
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), h, w)
@@ -119,11 +124,9 @@ class MixStage(nn.Module):
         super().__init__()
         in_chans = 3 if index == 0 else cfg.widths[index - 1]
         dim = cfg.widths[index]
-        self.patch_embed = OverlapPatchEmbed(in_chans, dim, 7 if index == 0 else 3, 4 if index == 0 else 2)
-        self.blocks = nn.ModuleList(
-            Block(dim, cfg.heads[index], cfg.sr_ratios[index], cfg.mlp_ratio, cfg.norm_eps)
-            for _ in range(cfg.depths[index])
-        )
+        patch, stride = (7, 4) if index == 0 else (3, 2)
+        self.patch_embed = OverlapPatchEmbed(in_chans, dim, patch, stride, cfg.embed_eps)
+        self.blocks = nn.ModuleList(Block(cfg, index) for _ in range(cfg.depths[index]))
         self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -134,63 +137,6 @@ class MixStage(nn.Module):
         return x.transpose(1, 2).reshape(x.shape[0], -1, h, w)
 
 
-class DecodeHead(nn.Module):
-    """All-MLP decoder: per-stage linear to ``width``, upsample to 1/4, concat c4..c1, 1x1 fuse+BN+ReLU."""
-
-    def __init__(self, in_widths: tuple[int, ...], width: int, num_labels: int) -> None:
-        super().__init__()
-        self.linear_c = nn.ModuleList(nn.Linear(c, width) for c in in_widths)
-        self.linear_fuse = nn.Conv2d(width * len(in_widths), width, 1, bias=False)
-        self.bn = nn.BatchNorm2d(width)
-        self.classifier = nn.Conv2d(width, num_labels, 1)
-
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        size = feats[0].shape[2:]
-        outs = []
-        for feat, linear in zip(feats, self.linear_c, strict=True):
-            n, _, h, w = feat.shape
-            x = linear(feat.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(n, -1, h, w)
-            if len(outs) > 0:
-                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-            outs.append(x)
-        x = torch.relu(self.bn(self.linear_fuse(torch.cat(outs[::-1], dim=1))))
-        return self.classifier(x)
-
-
-class FusedDecodeHead(nn.Module):
-    """The same head with linear_fuse and BN folded into each stage's projection, applied before upsampling.
-
-    Bilinear upsampling is linear and preserves constants, so projecting at low resolution and summing
-    equals concat + 1x1 fuse + BN up to float rounding, at a fraction of the cost at 1/4 resolution.
-    """
-
-    def __init__(self, head: DecodeHead) -> None:
-        super().__init__()
-        width = head.bn.num_features
-        count = len(head.linear_c)
-        bn = head.bn
-        scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
-        shift = bn.bias.double() - bn.running_mean.double() * scale
-        fuse = head.linear_fuse.weight.double().flatten(1)  # [D, count*D], input order c4..c1
-        self.proj = nn.ModuleList()
-        for i, linear in enumerate(head.linear_c):
-            part = fuse[:, (count - 1 - i) * width : (count - i) * width] * scale[:, None]
-            conv = nn.Conv2d(linear.in_features, width, 1)
-            weight = part @ linear.weight.double()
-            bias = part @ linear.bias.double() + (shift if i == 0 else 0.0)
-            conv.weight.data.copy_(weight[:, :, None, None].float())
-            conv.bias.data.copy_(bias.float())
-            self.proj.append(conv)
-        self.classifier = head.classifier
-
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        size = feats[0].shape[2:]
-        x = self.proj[0](feats[0])
-        for feat, proj in zip(feats[1:], self.proj[1:], strict=True):
-            x = x + F.interpolate(proj(feat), size=size, mode="bilinear", align_corners=False)
-        return self.classifier(torch.relu(x))
-
-
 class SegFormer(nn.Module):
     """``forward(pixel_values [N,3,H,W] normalised) -> logits [N, num_labels, ceil(H/4), ceil(W/4)]``."""
 
@@ -199,7 +145,8 @@ class SegFormer(nn.Module):
         self.cfg = cfg
         self.num_labels = cfg.num_labels
         self.stages = nn.ModuleList(MixStage(cfg, i) for i in range(len(cfg.depths)))
-        self.head: nn.Module = DecodeHead(cfg.widths, cfg.decoder_width, cfg.num_labels)
+        head = {"mlp": DecodeHead, "mmseg1": MMSegHead}[cfg.head]
+        self.head: nn.Module = head(cfg.widths, cfg.decoder_width, cfg.num_labels)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing() and min(pixel_values.shape[-2:]) < MIN_SIZE:
@@ -215,7 +162,9 @@ class SegFormer(nn.Module):
 
     @torch.no_grad()
     def fuse_for_inference(self) -> SegFormer:
-        """Replace the decode head with its folded form (same logits, faster); returns ``self``."""
+        """Replace the all-MLP decode head with its folded form (same logits, faster); returns ``self``.
+
+        The mmseg 1.x head has a ReLU per stage, so it stays as it is."""
         if isinstance(self.head, DecodeHead):
             self.head = FusedDecodeHead(self.head)
         return self.eval()

@@ -155,16 +155,6 @@ def test_not_a_checkpoint(tmp_path: Path) -> None:
         load_segformer(str(tmp_path / "nothing-here.pth"))
 
 
-def test_mmseg1_is_refused_with_a_reason(tmp_path: Path) -> None:
-    state = {
-        "backbone.layers.0.0.projection.weight": torch.zeros(32, 3, 7, 7),
-        "decode_head.convs.0.conv.weight": torch.zeros(256, 32, 1, 1),
-    }
-    torch.save({"state_dict": state}, tmp_path / "mmseg1.pth")
-    with pytest.raises(CheckpointError, match=r"mmseg 1\.x checkpoint .* not supported"):
-        load_segformer(tmp_path / "mmseg1.pth")
-
-
 def test_hub_id_offline_says_how_to_pass_a_local_folder(monkeypatch, tmp_path: Path) -> None:
     from huggingface_hub import constants
 
