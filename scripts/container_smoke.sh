@@ -116,7 +116,7 @@ TMPDIR=$CTR_WORK/tmp podman build --format docker --network host --pull=never "$
   -t "$IMAGE" -f Dockerfile . >"$CTR_WORK/build.log" 2>&1 \
   || { tail -40 "$CTR_WORK/build.log" >&2; die "podman build (log: $CTR_WORK/build.log)"; }
 size=$(podman image inspect "$IMAGE" --format '{{.Size}}')
-log "built $IMAGE in $((SECONDS - tb)) s: $((size / 1000000)) MB ($(grep -o 'onnxruntime [0-9.]* .*' "$CTR_WORK/build.log" | tail -1))"
+log "built $IMAGE (target runtime, ORT_EXTRA=cpu, BASE=$BASE) in $((SECONDS - tb)) s: $((size / 1000000)) MB"
 [ "$(podman image inspect "$IMAGE" --format '{{if .HealthCheck}}yes{{end}}')" = yes ] || die "image has no HEALTHCHECK"
 
 # ---- 6. a small model, exported on the host (the runtime image has no torch) ---------------------------
@@ -249,7 +249,8 @@ uid=$(podman exec "$CTR" id -u)
 podman exec "$CTR" python -c 'import importlib.util as u, shutil, sys; \
 bad = [m for m in ("torch",) if u.find_spec(m)] + [c for c in ("gcc", "cc", "g++", "curl") if shutil.which(c)]; \
 sys.exit("found in the runtime image: %s" % bad if bad else 0)' || die "runtime image content"
-log "runs as uid $uid ($(podman exec "$CTR" id -un)); no torch, no compilers in the image"
+log "runs as uid $uid ($(podman exec "$CTR" id -un)); no torch, no compilers in the image; $(podman exec "$CTR" \
+  python -c 'import sys, onnxruntime as o; print("python", sys.version.split()[0], "onnxruntime", o.__version__, o.get_available_providers())')"
 
 # ---- 9b. optional (DASHBOARD_CHECK=1): a real Prometheus scrapes the container with deploy/prometheus's
 #      config (target rewritten to the published port) while 4 clients send traffic for 20 s; every query of the
@@ -304,5 +305,6 @@ podman stop -t 30 "$CTR" 2> >(nosd) >/dev/null
 code=$(podman inspect -f '{{.State.ExitCode}}' "$CTR")
 [ "$code" = 0 ] || { podman logs "$CTR" 2>&1 | tail -20 >&2; die "exit code $code after SIGTERM"; }
 log "stopped (SIGTERM) in $((SECONDS - ts)) s, exit code 0"
-podman image prune -f >/dev/null 2>&1 || true   # drop the dangling layers of earlier builds
+# drop build leftovers older than a day (younger untagged images are buildah's layer cache: keep them)
+podman image prune -f --filter until=24h >/dev/null 2>&1 || true
 log "PASS: image $IMAGE $((size / 1000000)) MB, total $((SECONDS - t0)) s"
