@@ -31,8 +31,13 @@ def logits_graph(graph: Path) -> Path:
     return out
 
 
-def make_session(graph: Path, threads: int, providers: list[str] | None = None) -> ort.InferenceSession:
+def make_session(
+    graph: Path, threads: int, providers: list[str] | None = None, profile_prefix: str | None = None
+) -> ort.InferenceSession:
     options = ort.SessionOptions()
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

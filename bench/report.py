@@ -27,6 +27,7 @@ DESCRIPTIONS = {
     "ort-logits": "raw ORT `session.run`, graph cut at `logits` (no upsample/argmax), pre-resized input",
     "ort-mask": "raw ORT `session.run` of the serving graph (mask at original size), pre-resized input",
     "ort-mask-b4": "the same, batches of 4 (latency is per batch)",
+    "ort-mask-again": "`ort-mask` measured again at the end of the run (drift check)",
     "ort-mask-topk": "raw ORT `session.run`, graph exported with `--upsample topk`",
     "ort-pipeline": "in-process JPEG → decode → resize → `session.run` → PNG, no transport",
     "hf-transformers": "`SegformerImageProcessorPil` + eager model + `post_process_semantic_segmentation`",

@@ -120,6 +120,14 @@ def run(plan: Plan) -> Plan:
             triton.stop()
     if plan.hf:
         inproc(plan, "hf", plan.hf_source, "hf-transformers")
+    inproc(plan, "ort", str(g["full"]), "ort-mask-again")  # the same ceiling at the end: machine drift
+    first, last = (next(r for r in plan.results if r["system"] == s) for s in ("ort-mask", "ort-mask-again"))
+    drift = last["images_per_s"] / first["images_per_s"] - 1
+    plan.notes.append(
+        f"drift: raw ORT batch 1 measured at the start {first['images_per_s']:.2f} img/s and at the end"
+        f" {last['images_per_s']:.2f} img/s ({drift:+.0%})"
+        + ("; above ±15 %: other load on the machine, read the ratios with care" if abs(drift) > 0.15 else "")
+    )
     plan.notes.append(f"total bench time {time.monotonic() - start:.0f} s")
     write_json(plan.work / "results.json", {"results": plan.results, "notes": plan.notes})
     return plan
