@@ -20,6 +20,7 @@ from server.batcher import Batcher
 from server.metrics import IN_FLIGHT, MODEL_INFO, STAGE_SECONDS
 from server.pool import SessionPool
 from server.settings import Settings
+from server.spec import ModelSpec
 
 log = logging.getLogger("segformer.dataplane")
 Mode = Literal["resize", "native"]
@@ -79,6 +80,16 @@ class ModelDescription(BaseModel):
     batching: Batching
     source: str
     foreign: bool
+
+
+def _class_stats(mask: np.ndarray, spec: ModelSpec) -> list[ClassStat]:
+    """Pixels and fraction of the image per class present in ``mask``."""
+    counts = np.bincount(mask.ravel(), minlength=spec.num_labels)
+    total = float(mask.size)
+    return [
+        ClassStat(id=int(i), label=spec.label(int(i)), pixels=int(counts[i]), fraction=counts[i] / total)
+        for i in np.flatnonzero(counts)
+    ]
 
 
 class DataPlane:
@@ -196,12 +207,7 @@ class DataPlane:
         STAGE_SECONDS.labels("queue").observe(queued)
         STAGE_SECONDS.labels("inference").observe(inferred)
         t = time.monotonic()
-        counts = np.bincount(mask.ravel(), minlength=spec.num_labels)
-        total = float(mask.size)
-        classes = [
-            ClassStat(id=int(i), label=spec.label(int(i)), pixels=int(counts[i]), fraction=counts[i] / total)
-            for i in np.flatnonzero(counts)
-        ]
+        classes = await asyncio.to_thread(_class_stats, mask, spec)
         stage("postprocess", t)
         stage("total", start)
         return SegmentResult(mask, width, height, classes, timings, image)
