@@ -79,6 +79,8 @@ def detect_format(state: StateDict) -> str:
         return "nvlabs"
     if any(k.startswith("backbone.layers.") for k in keys):
         return "mmseg1"
+    if any(k.startswith("block1.") for k in keys):
+        raise CheckpointError("an ImageNet MiT backbone (block1.*, no decode head), not a segmentation model")
     sample = ", ".join(sorted(keys)[:5])
     raise CheckpointError(f"not a SegFormer checkpoint: unrecognised keys (first: {sample})")
 

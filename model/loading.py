@@ -7,10 +7,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-@dataclass
+@dataclasses.dataclass
 class ModelInfo:
     name: str
     variant: str
@@ -38,7 +38,7 @@ class ModelInfo:
     image_std: tuple[float, float, float] = IMAGENET_STD
     image_size: tuple[int, int] = (512, 512)
     source: str = ""
-    source_sha256: str | None = field(default=None)
+    source_sha256: str | None = None
 
 
 def load_segformer(
@@ -69,7 +69,7 @@ def _random(text: str, num_labels: int | None, labels: LabelSpec | None) -> tupl
         from model.labels import load_label_spec
 
         num_labels = len(load_label_spec(labels)[0])
-    cfg = SegFormerConfig(**{**VARIANTS[variant].__dict__, "num_labels": num_labels or 150})
+    cfg = dataclasses.replace(VARIANTS[variant], num_labels=num_labels or 150)
     net = SegFormer(cfg).init_weights(seed=0).eval()
     return net, _info(net, f"segformer-{variant}-random", variant, labels, None, text, None)
 
@@ -240,7 +240,8 @@ def _download(repo_id: str) -> Path:
             folder = Path(snapshot_download(repo_id, allow_patterns=["*.json", "pytorch_model.bin"]))
     except Exception as exc:
         raise CheckpointError(
-            f"cannot download {repo_id!r} from the Hugging Face hub ({type(exc).__name__}: {exc}); "
+            f"{repo_id!r} is no local path and cannot be downloaded from the Hugging Face hub "
+            f"({type(exc).__name__}: {exc}); "
             "if this machine is offline, pass a local folder with config.json and model.safetensors, "
             "e.g. --model ./segformer-b0"
         ) from None

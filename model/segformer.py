@@ -2,13 +2,13 @@
 
 Layout follows timm's ``pvt_v2``: typed constructors, stages in an ``nn.ModuleList``, variants B0-B5 in
 a small table. The semantics are those of transformers' ``SegformerForSemanticSegmentation(...).logits``
-(LayerNorm eps 1e-5, exact GELU, concat order c4,c3,c2,c1). Every size is read from tensor shapes, so
-the module traces for ONNX with dynamic batch, height and width.
+(LayerNorm eps 1e-5 by default, exact GELU, concat order c4,c3,c2,c1). Every size is read from tensor
+shapes, so the module traces for ONNX with dynamic batch, height and width.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,7 @@ from model.heads import DecodeHead, FusedDecodeHead, MMSegHead
 MIN_SIZE = 29
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class SegFormerConfig:
     widths: tuple[int, int, int, int]
     depths: tuple[int, int, int, int]
@@ -193,4 +193,4 @@ def segformer(variant: str, num_labels: int = 150) -> SegFormer:
         raise ValueError(
             f"unknown SegFormer variant {variant!r}; expected one of {sorted(VARIANTS)}"
         ) from None
-    return SegFormer(SegFormerConfig(**{**base.__dict__, "num_labels": num_labels}))
+    return SegFormer(dataclasses.replace(base, num_labels=num_labels))

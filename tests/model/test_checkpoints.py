@@ -18,6 +18,8 @@ def test_detect_format() -> None:
     assert checkpoints.detect_format({"segformer.encoder.block.0.0.mlp.dense1.bias": torch.zeros(1)}) == "hf"
     assert checkpoints.detect_format({"backbone.block1.0.attn.kv.weight": torch.zeros(1)}) == "nvlabs"
     assert checkpoints.detect_format({"backbone.layers.0.0.projection.weight": torch.zeros(1)}) == "mmseg1"
+    with pytest.raises(CheckpointError, match="ImageNet MiT backbone"):
+        checkpoints.detect_format({"block1.0.attn.kv.weight": torch.zeros(1), "head.weight": torch.zeros(1)})
     with pytest.raises(CheckpointError, match=r"unrecognised keys \(first: a\.weight\)"):
         checkpoints.detect_format({"a.weight": torch.zeros(1)})
 

@@ -120,6 +120,15 @@ def test_nvlabs_checkpoint(b0, tmp_path: Path, wrapper: str) -> None:
         assert (net(x) - ref(pixel_values=x).logits).abs().max().item() <= TOL
 
 
+def test_bare_hf_weights_file(b0) -> None:
+    folder, _ = b0
+    from_folder, _ = load_segformer(folder)
+    net, info = load_segformer(folder / "model.safetensors")
+    assert (info.variant, info.num_labels, info.name) == ("b0", 150, "model")
+    for (key, a), b in zip(net.state_dict().items(), from_folder.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+
+
 def test_strict_loading_names_the_keys(b0, tmp_path: Path) -> None:
     folder, _ = b0
     state = _to_nvlabs(load_file(folder / "model.safetensors"))
