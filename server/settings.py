@@ -72,8 +72,19 @@ class Settings(BaseSettings):
         """Intra-op threads: explicit, or the usable cores split across the sessions."""
         if self.intra_op_threads:
             return self.intra_op_threads
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        return max(1, cores // self.sessions)
+        return max(1, usable_cores() // self.sessions)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may use: affinity mask, capped by a cgroup v2 CPU quota (containers)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 def _flag(name: str) -> str:
