@@ -81,6 +81,7 @@ async def serve(settings: Settings) -> int:
             return
         log.info("%s: stopping (finishing in-flight requests)", reason)
         rest.should_exit = True
+        dataplane.draining = True
         cancel_load.set()
         if grpc_server is not None:
             stopping.append(asyncio.ensure_future(grpc_server.stop(settings.graceful_timeout_s)))

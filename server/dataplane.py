@@ -100,6 +100,7 @@ class DataPlane:
         self.pool: SessionPool | None = None
         self.batcher: Batcher | None = None
         self.ready = False
+        self.draining = False  # set on SIGTERM: readiness fails, accepted and new requests still run
         self._description: ModelDescription | None = None
         self._palette = np.zeros((1, 3), np.uint8)
 

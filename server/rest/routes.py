@@ -157,8 +157,11 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": ErrorBody}})
 async def readyz(request: Request) -> Health:
-    """Readiness: the model is loaded and warmed up."""
-    if not _dataplane(request).ready:
+    """Readiness: the model is loaded and warmed up (503 again once the server is stopping)."""
+    plane = _dataplane(request)
+    if plane.draining:
+        raise errors.shutting_down()
+    if not plane.ready:
         raise errors.not_ready()
     return Health(status="ready")
 
