@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "nvidia/segformer-b0-finetuned-ade-512-512"
@@ -112,5 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_settings(argv: Sequence[str] | None = None) -> Settings:
     """Settings from CLI flags over ``SEGFORMER_*`` environment variables over defaults."""
-    parsed: dict[str, Any] = vars(build_parser().parse_args(argv))
-    return Settings(**parsed)
+    parser = build_parser()
+    parsed: dict[str, Any] = vars(parser.parse_args(argv))
+    try:
+        return Settings(**parsed)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_flag(str(e['loc'][0]))} (SEGFORMER_{str(e['loc'][0]).upper()}): {e['msg']}"
+            if e["loc"]
+            else e["msg"]
+            for e in exc.errors()
+        )
+        parser.error(problems)  # exits 2 with the usage line
