@@ -53,7 +53,8 @@ def _frames(folder: Path) -> list[Path]:
 def _describe(seg: Segmentation, top: int = 3) -> str:
     if seg.error is not None:
         return f"ERROR {seg.error}"
-    classes = ", ".join(f"{c.label} {100 * c.fraction:.1f}%" for c in seg.classes[:top])
+    largest = sorted(seg.classes, key=lambda c: -c.pixels)[:top]
+    classes = ", ".join(f"{c.label} {100 * c.fraction:.1f}%" for c in largest)
     more = f" (+{len(seg.classes) - top})" if len(seg.classes) > top else ""
     return f"{seg.width}x{seg.height}, {len(seg.classes)} classes: {classes}{more}"
 
@@ -68,6 +69,8 @@ def _results(
     try:
         yield path, client.segment(path, mode=args.mode)
     except SegmentationError as err:
+        if err.code == "UNAVAILABLE" and not err.error:  # no server answered: not this image's fault
+            raise
         yield path, Segmentation(error=err)
 
 

@@ -98,7 +98,10 @@ class SegformerClient:
         if self.timeout is not None:
             params["timeout_ms"] = str(self.timeout * 1000)  # the server drops it once we gave up
         headers = {"Content-Type": content_type(data), "Accept": "application/json"}
-        response = self._http.post("/v1/segment", content=data, params=params, headers=headers)
+        try:
+            response = self._http.post("/v1/segment", content=data, params=params, headers=headers)
+        except httpx.TransportError as exc:  # no answer at all: like gRPC's UNAVAILABLE (no error kind)
+            raise SegmentationError("UNAVAILABLE", "", f"{type(exc).__name__}: {exc}") from None
         body: dict[str, Any] = response.json()
         if response.status_code != 200:
             raise SegmentationError(str(response.status_code), body.get("error", ""), body.get("detail", ""))
@@ -174,7 +177,10 @@ class SegformerClient:
                 return False
             return answer.status == health_pb2.HealthCheckResponse.SERVING
         assert self._http is not None
-        return self._http.get("/readyz").status_code == 200
+        try:
+            return self._http.get("/readyz").status_code == 200
+        except httpx.TransportError:
+            return False
 
     def close(self) -> None:
         if self._channel is not None:

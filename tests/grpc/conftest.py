@@ -1,4 +1,7 @@
-"""One real server (REST + gRPC, ``python -m server``) for the gRPC tests, on the exported random B0."""
+"""One real server (REST + gRPC, ``python -m server``) for the gRPC tests, on the exported random B0.
+
+The same server (``shared_server``) serves tests/client when both run in one session.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +12,17 @@ import grpc
 import pytest
 
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
-from tests.grpc.serving import GraphReference, LiveServer
+from tests.grpc.serving import GraphReference, LiveServer, shared_server, stop_shared_server
 
-# a small batching window so concurrent traffic visibly batches; 3 warm-up runs so health is seen
-# NOT_SERVING first; a queue of 24 (two streams of 8 in flight fit, a burst of 100 calls does not)
-SERVER_ARGS = (
-    "--warmup-runs", "3", "--max-queue-delay-ms", "10", "--max-batch-size", "8", "--max-queue-size", "24",
-    "--log-level", "warning",
-)  # fmt: skip
 MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="session")
 def live(random_b0_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    server = LiveServer(random_b0_onnx, tmp_path_factory.mktemp("grpc-server"), *SERVER_ARGS)
     try:
-        yield server.wait_ready()
+        yield shared_server(random_b0_onnx, tmp_path_factory.getbasetemp())
     finally:
-        server.stop()
+        stop_shared_server()
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,30 @@ FAST_RECONNECT = [
 ]
 
 
+# a small batching window so concurrent traffic visibly batches; 3 warm-up runs so health is seen
+# NOT_SERVING first; a queue of 24 (two streams of 8 in flight fit, a burst of 100 calls does not)
+SERVER_ARGS = (
+    "--warmup-runs", "3", "--max-queue-delay-ms", "10", "--max-batch-size", "8", "--max-queue-size", "24",
+    "--log-level", "warning",
+)  # fmt: skip
+_shared: LiveServer | None = None
+
+
+def shared_server(model: Path, workdir: Path) -> LiveServer:
+    """One server per test session for tests/grpc and tests/client (started on first use)."""
+    global _shared
+    if _shared is None:
+        _shared = LiveServer(model, workdir, *SERVER_ARGS).wait_ready()
+    return _shared
+
+
+def stop_shared_server() -> None:
+    global _shared
+    if _shared is not None:
+        _shared.stop()
+        _shared = None
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
