@@ -7,7 +7,8 @@
 #
 # Stages: python-base (BASE + a python3 with venv) -> builder (venv with `.[ORT_EXTRA]`, no torch)
 #         -> runtime (non-root, venv only; the model comes from a volume at /models)
-#         export (builder + CPU torch: runs segformer-export) -> baked (runtime + the exported model)
+#         export (builder + CPU torch: runs segformer-export) -> baked (runtime + the exported model,
+#         /opt/segformer/model.onnx, read-only for the non-root user)
 # `runtime` is built with --target runtime; `baked` is the last stage and pulls in `export`.
 # See docs/container.md. Needs no BuildKit-only syntax (buildah 1.28 builds it too): no heredocs, no COPY --link.
 
@@ -101,6 +102,8 @@ RUN mkdir -p /export \
     && /opt/venv/bin/segformer-export "${EXPORT_SOURCE}" -o /export/model.onnx ${EXPORT_ARGS}
 
 # ---------------------------------------------------------------------------------------------------------
-# The runtime image with the exported model inside (no torch: only the .onnx crosses over).
+# The runtime image with the exported model inside (no torch: only the .onnx crosses over). It lives
+# outside /models, so a volume mounted there (compose always mounts one) cannot hide it.
 FROM runtime AS baked
-COPY --from=export --chown=segformer:segformer /export/model.onnx /models/model.onnx
+ENV SEGFORMER_MODEL=/opt/segformer/model.onnx
+COPY --from=export /export/model.onnx /opt/segformer/model.onnx

@@ -82,8 +82,11 @@ def test_dockerfile_stages_and_runtime_hygiene() -> None:
     assert "ARG ORT_EXTRA=gpu" in builder and "${ORT_EXTRA}" in builder
     # torch only in the export stage; the baked image takes only the .onnx from it
     assert "torch" in " ".join(stages["export"])
-    baked_copy = re.findall(r"COPY --from=(\S+).*?(\S+)$", stages["baked"][-1])
-    assert baked_copy == [("export", "/models/model.onnx")]
+    baked = " ".join(stages["baked"])
+    assert re.findall(r"COPY --from=(\S+) (\S+) (\S+)", baked) == [
+        ("export", "/export/model.onnx", "/opt/segformer/model.onnx")
+    ]
+    assert "SEGFORMER_MODEL=/opt/segformer/model.onnx" in baked
 
 
 def _settings_fields() -> set[str]:
