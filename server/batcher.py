@@ -109,20 +109,29 @@ class Batcher:
 
     async def _dispatch_forever(self) -> None:
         while True:
-            while self._pending == 0:
-                await self._wait_for_work()
-            session = await self.pool.acquire()
             try:
-                items = await self._form_batch()
-            except BaseException:
-                self.pool.release(session)
+                await self._dispatch_one()
+            except asyncio.CancelledError:
                 raise
-            if not items:
-                self.pool.release(session)
-                continue
-            task = asyncio.create_task(self._run(session, items))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            except Exception:  # never let the dispatcher die: every queued request would hang
+                log.exception("batch dispatch failed; continuing")
+                await asyncio.sleep(0.01)
+
+    async def _dispatch_one(self) -> None:
+        while self._pending == 0:
+            await self._wait_for_work()
+        session = await self.pool.acquire()
+        try:
+            items = await self._form_batch()
+        except BaseException:
+            self.pool.release(session)
+            raise
+        if not items:
+            self.pool.release(session)
+            return
+        task = asyncio.create_task(self._run(session, items))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     async def _form_batch(self) -> list[_Item]:
         key = self._oldest_key()
