@@ -6,10 +6,12 @@ so no two ever share the cores. Results accumulate in ``WORK/results.json`` as t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,9 @@ from typing import Any
 from bench.common import write_json
 from bench.servers import ROOT, export_graph, start_server
 from bench.triton_env import ensure_venv, start_triton
+
+# PyTriton's dynamic batcher gets our server's defaults (--max-batch-size 8, --max-queue-delay-ms 5)
+TRITON_MAX_BATCH, TRITON_DELAY_US = 8, 5000
 
 
 @dataclass
@@ -90,44 +95,77 @@ def graphs(plan: Plan) -> dict[str, Path]:
     return out
 
 
+@contextlib.contextmanager
+def phase(plan: Plan, name: str) -> Iterator[None]:
+    """Run one phase; a failure is recorded in the report's notes and the run goes on."""
+    try:
+        yield
+    except Exception as exc:  # one broken phase must not cost the whole run
+        plan.notes.append(f"{name} failed: {type(exc).__name__}: {str(exc)[-300:]}")
+        print(f"[bench] {name} FAILED: {exc}", flush=True)
+
+
+def serve_phase(plan: Plan, graph: Path, suffix: str) -> None:
+    server = start_server(graph, plan.work / "server", plan.threads, plan.server_args)
+    try:
+        for transport in plan.transports if not suffix else ["rest"]:
+            url = server.url if transport == "rest" else server.grpc_target
+            for c in plan.concurrency if not suffix else plan.concurrency[:2]:
+                load(plan, transport, url, server.pid, f"ours-{transport}{suffix}", c)
+    finally:
+        server.stop()
+
+
+def triton_phase(plan: Plan, graph: Path) -> None:
+    python = ensure_venv(plan.triton_venv)
+    workdir = plan.work / "triton"
+    triton = start_triton(python, graph, workdir, plan.threads, TRITON_MAX_BATCH, TRITON_DELAY_US)
+    try:
+        for c in plan.concurrency:
+            load(plan, "triton", triton.url, triton.process.pid, "pytriton", c)
+    finally:
+        triton.stop()
+
+
+def drift_note(plan: Plan) -> None:
+    rows = {r["system"]: r for r in plan.results}
+    first, last = rows.get("ort-mask"), rows.get("ort-mask-again")
+    if not first or not last:
+        return
+    drift = last["images_per_s"] / first["images_per_s"] - 1
+    note = f"drift: raw ORT batch 1 measured at the start {first['images_per_s']:.2f} img/s and at the end"
+    note += f" {last['images_per_s']:.2f} img/s ({drift:+.0%})"
+    if abs(drift) > 0.15:
+        note += "; above ±15 %: other load on the machine, read the ratios with care"
+    plan.notes.append(note)
+
+
 def run(plan: Plan) -> Plan:
     start = time.monotonic()
     plan.work.mkdir(parents=True, exist_ok=True)
     g = graphs(plan)
-    inproc(plan, "ort", str(g["logits"]), "ort-logits", output="logits")
-    inproc(plan, "ort", str(g["full"]), "ort-mask")
-    inproc(plan, "ort", str(g["full"]), "ort-mask-b4", batch=4)
-    inproc(plan, "ort", str(g["full"]), "ort-pipeline", output="pipeline")
+    with phase(plan, "raw ORT logits-only"):
+        inproc(plan, "ort", str(g["logits"]), "ort-logits", output="logits")
+    ceilings = [("ort-mask", "mask", 1), ("ort-mask-b4", "mask", 4), ("ort-pipeline", "pipeline", 1)]
+    for system, output, batch in ceilings:
+        with phase(plan, system):
+            inproc(plan, "ort", str(g["full"]), system, output=output, batch=batch)
     if "topk" in g:
-        inproc(plan, "ort", str(g["topk"]), "ort-mask-topk")
-    variants = [("", g["full"]), *([("-topk", g["topk"])] if "topk" in g else [])]
-    for suffix, graph in variants:
-        server = start_server(graph, plan.work / "server", plan.threads, plan.server_args)
-        try:
-            for transport in plan.transports if not suffix else ["rest"]:
-                url = server.url if transport == "rest" else server.grpc_target
-                for c in plan.concurrency if not suffix else plan.concurrency[:2]:
-                    load(plan, transport, url, server.pid, f"ours-{transport}{suffix}", c)
-        finally:
-            server.stop()
+        with phase(plan, "raw ORT top-K"):
+            inproc(plan, "ort", str(g["topk"]), "ort-mask-topk")
+    for suffix, key in [("", "full"), ("-topk", "topk")]:
+        if key in g:
+            with phase(plan, f"segformer-serve ({key} graph)"):
+                serve_phase(plan, g[key], suffix)
     if plan.triton:
-        python = ensure_venv(plan.triton_venv)
-        triton = start_triton(python, g["full"], plan.work / "triton", plan.threads, 8, 5000)
-        try:
-            for c in plan.concurrency:
-                load(plan, "triton", triton.url, triton.process.pid, "pytriton", c)
-        finally:
-            triton.stop()
+        with phase(plan, "PyTriton"):
+            triton_phase(plan, g["full"])
     if plan.hf:
-        inproc(plan, "hf", plan.hf_source, "hf-transformers")
-    inproc(plan, "ort", str(g["full"]), "ort-mask-again")  # the same ceiling at the end: machine drift
-    first, last = (next(r for r in plan.results if r["system"] == s) for s in ("ort-mask", "ort-mask-again"))
-    drift = last["images_per_s"] / first["images_per_s"] - 1
-    plan.notes.append(
-        f"drift: raw ORT batch 1 measured at the start {first['images_per_s']:.2f} img/s and at the end"
-        f" {last['images_per_s']:.2f} img/s ({drift:+.0%})"
-        + ("; above ±15 %: other load on the machine, read the ratios with care" if abs(drift) > 0.15 else "")
-    )
+        with phase(plan, "transformers"):
+            inproc(plan, "hf", plan.hf_source, "hf-transformers")
+    with phase(plan, "raw ORT again"):
+        inproc(plan, "ort", str(g["full"]), "ort-mask-again")  # the same ceiling at the end: machine drift
+    drift_note(plan)
     plan.notes.append(f"total bench time {time.monotonic() - start:.0f} s")
     write_json(plan.work / "results.json", {"results": plan.results, "notes": plan.notes})
     return plan

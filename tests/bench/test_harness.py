@@ -14,6 +14,7 @@ from bench.clients import triton_request
 from bench.common import summarize, synthetic_jpegs
 from bench.inproc import main as inproc_main
 from bench.loadgen import run_load
+from bench.suite import Plan, drift_note, phase
 
 
 def test_closed_loop_load_measures_server_and_itself(fake_rest: str) -> None:
@@ -78,3 +79,13 @@ def test_ratios_report_and_plots(tmp_path: Path) -> None:
     assert all(p.stat().st_size > 1000 for p in written)
     text = report.markdown(results, list(computed.values()), {"model": "random:b0"}, written)
     assert "| throughput ours / HF transformers | 2.60× |" in text and "throughput_vs_concurrency.png" in text
+
+
+def test_a_failing_phase_is_noted_and_the_run_goes_on(tmp_path: Path) -> None:
+    plan = Plan(model="random:b0", hf_source="random:b0", images=[], work=tmp_path)
+    with phase(plan, "PyTriton"):
+        raise RuntimeError("no ready model")
+    plan.results += [_row("ort-mask", 1, 5.0, 200.0), _row("ort-mask-again", 1, 3.0, 330.0)]
+    drift_note(plan)
+    assert plan.notes[0] == "PyTriton failed: RuntimeError: no ready model"
+    assert "(-40%)" in plan.notes[1] and "read the ratios with care" in plan.notes[1]
