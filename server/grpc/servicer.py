@@ -58,22 +58,27 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
     async def Segment(
         self, request: pb.SegmentRequest, context: grpc.aio.ServicerContext
     ) -> pb.SegmentResponse:
-        start, status = time.perf_counter(), 500
+        start, endpoint = time.perf_counter(), METHOD + "Segment"
         deadline = convert.request_deadline(context.time_remaining(), request.timeout_ms)
         try:
-            response = await self._segment(request, deadline, METHOD + "Segment")
-            status = 200
-            return response
+            response = await self._segment(request, deadline, endpoint)
         except ServeError as err:
-            status = err.status
-            metrics.observe_error(TRANSPORT, err.error)
-            context.set_trailing_metadata(convert.error_trailers(err))
-            await context.abort(convert.grpc_code(err), err.detail)
-        except asyncio.CancelledError:
-            status = _cancelled_status(context)
+            failure = err
+        except asyncio.CancelledError:  # the client cancelled, or the call's deadline passed
+            metrics.observe_request(
+                TRANSPORT, endpoint, _cancelled_status(context), time.perf_counter() - start
+            )
             raise
-        finally:
-            metrics.observe_request(TRANSPORT, METHOD + "Segment", status, time.perf_counter() - start)
+        except Exception as exc:
+            log.exception("Segment failed")
+            failure = errors.internal(f"{type(exc).__name__}: {exc}")
+        else:
+            metrics.observe_request(TRANSPORT, endpoint, 200, time.perf_counter() - start)
+            return response
+        metrics.observe_request(TRANSPORT, endpoint, failure.status, time.perf_counter() - start)
+        metrics.observe_error(TRANSPORT, failure.error)
+        context.set_trailing_metadata(convert.error_trailers(failure))
+        await context.abort(convert.grpc_code(failure), failure.detail)
 
     async def _frame(self, request: pb.SegmentRequest, time_remaining: float | None) -> pb.SegmentResponse:
         """One stream frame: a response either way (errors go into ``status``); never raises but cancel."""

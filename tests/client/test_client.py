@@ -12,8 +12,7 @@ import pytest
 
 from server.client import SegformerClient, SegmentationError
 from server.client.cli import main
-from tests.grpc.images import decode_mask, encode, scene
-from tests.grpc.serving import ROOT, GraphReference, LiveServer
+from tests.grpc.serving import ROOT, GraphReference, LiveServer, decode_mask, encode, scene
 
 
 def _agree(a: np.ndarray, b: np.ndarray) -> bool:

@@ -1,13 +1,15 @@
-"""A real ``segformer-serve`` (``python -m server``: REST + gRPC, the real app wiring) for the tests.
+"""A real ``segformer-serve`` (``python -m server``: REST + gRPC, the real app wiring) and test images.
 
 The server runs in a subprocess on free loopback ports. From the moment it is spawned a
 ``grpc.health.v1`` Watch records every status the server reports, so tests can check it said
-NOT_SERVING before warm-up and SERVING after. Also: the reference mask straight from the ONNX graph.
+NOT_SERVING before warm-up and SERVING after. Also: the reference mask straight from the ONNX graph, and
+smooth random scenes (so masks vary between frames) and a > 6 MB noisy PNG.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -24,6 +26,7 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image
 
 from server import imaging
 
@@ -171,3 +174,34 @@ class GraphReference:
         resized = imaging.resize_bilinear(image, size)
         feeds = {"image": resized[None], "output_size": np.array([height, width], dtype=np.int64)}
         return self.session.run(["mask"], feeds)[0][0]
+
+
+def scene(height: int, width: int, seed: int) -> np.ndarray:
+    """A smooth random RGB image [H, W, 3] uint8 (a few colour blobs, bilinearly blended)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def encode(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def scene_png(height: int, width: int, seed: int) -> bytes:
+    return encode(scene(height, width, seed))
+
+
+def noisy_png(min_bytes: int, seed: int = 0) -> bytes:
+    """An RGB PNG of uniform noise (incompressible) of at least ``min_bytes`` bytes."""
+    side = int((min_bytes / 3) ** 0.5) + 16
+    noise = np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    data = encode(noise)
+    assert len(data) >= min_bytes
+    return data
+
+
+def decode_mask(png: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(png)) as image:
+        return np.asarray(image)

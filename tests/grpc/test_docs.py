@@ -8,8 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.grpc.images import encode, scene
-from tests.grpc.serving import ROOT, LiveServer
+from tests.grpc.serving import ROOT, LiveServer, encode, scene
 
 DOC = ROOT / "docs" / "grpc.md"
 

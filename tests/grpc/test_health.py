@@ -13,8 +13,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
-from tests.grpc.images import scene_png
-from tests.grpc.serving import LiveServer
+from tests.grpc.serving import LiveServer, scene_png
 
 SERVICE = "segformer.v1.SegmentationService"
 

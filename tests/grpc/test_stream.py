@@ -12,8 +12,14 @@ import numpy as np
 
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
-from tests.grpc.images import decode_mask, scene_png
-from tests.grpc.serving import GraphReference, LiveServer, batches_over_one, metric_value
+from tests.grpc.serving import (
+    GraphReference,
+    LiveServer,
+    batches_over_one,
+    decode_mask,
+    metric_value,
+    scene_png,
+)
 
 NATIVE = pb.INFERENCE_MODE_NATIVE
 STREAM = "/segformer.v1.SegmentationService/StreamSegment"

@@ -11,8 +11,7 @@ import pytest
 
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
-from tests.grpc.images import decode_mask, encode, noisy_png, scene, scene_png
-from tests.grpc.serving import GraphReference, LiveServer
+from tests.grpc.serving import GraphReference, LiveServer, decode_mask, encode, noisy_png, scene, scene_png
 
 STAGES = {"decode", "preprocess", "queue", "inference", "postprocess", "total", "encode"}
 
