@@ -15,7 +15,9 @@ torch.set_num_threads(2)
 
 
 def make_reference(variant: str, num_labels: int = 150, seed: int = 0) -> SegformerForSemanticSegmentation:
-    """A transformers SegFormer with random weights, including non-trivial norms and BN statistics."""
+    """A transformers SegFormer with random weights scaled so that activations, attention maps and logits are
+    O(1) (the default 0.02 init makes attention nearly uniform and logits tiny, a weak test), with
+    non-trivial norms and BatchNorm statistics."""
     v = VARIANTS[variant]
     config = SegformerConfig(
         hidden_sizes=list(v.widths),
@@ -29,6 +31,11 @@ def make_reference(variant: str, num_labels: int = 150, seed: int = 0) -> Segfor
     ref = SegformerForSemanticSegmentation(config)
     with torch.no_grad():
         for module in ref.modules():
+            if isinstance(module, torch.nn.Linear | torch.nn.Conv2d):
+                fan_in = module.weight[0].numel()
+                module.weight.normal_(0.0, 1.5 * fan_in**-0.5)
+                if module.bias is not None:
+                    module.bias.normal_(0.0, 0.1)
             if isinstance(module, torch.nn.LayerNorm | torch.nn.BatchNorm2d):
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.normal_(0.0, 0.1)

@@ -21,13 +21,15 @@ EPS = 1e-6  # mmseg 1.x: norm_cfg=dict(type="LN", eps=1e-6) for every LayerNorm
 def _mmseg1_state(seed: int = 0) -> dict[str, torch.Tensor]:
     """Random weights in mmseg 1.x names (made from this package's module tree, renamed)."""
     cfg = SegFormerConfig(**{**VARIANTS["b0"].__dict__, "num_labels": 11, "head": "mmseg1"})
-    net = SegFormer(cfg).init_weights(seed)
+    net = SegFormer(cfg)
     gen = torch.Generator().manual_seed(seed)
     out: dict[str, torch.Tensor] = {}
     for key, value in net.state_dict().items():
-        if value.is_floating_point() and (".norm" in key or ".bn." in key):
-            value = value + 0.1 * torch.randn(value.shape, generator=gen)
-            value = value.abs() + 0.5 if key.endswith("running_var") else value
+        if value.is_floating_point():  # O(1) activations and attention maps that are far from uniform
+            scale = 1.5 * value[0].numel() ** -0.5 if key.endswith("weight") and value.ndim > 1 else 0.1
+            value = scale * torch.randn(value.shape, generator=gen)
+            if (".norm" in key and key.endswith("weight")) or ".bn.weight" in key or "running_var" in key:
+                value = value.abs() + 0.5
         key = key.replace("stages.", "backbone.layers.").replace(".patch_embed.proj.", ".0.projection.")
         key = key.replace(".patch_embed.norm.", ".0.norm.").replace(".blocks.", ".1.")
         for i in range(4):
