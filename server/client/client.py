@@ -102,9 +102,15 @@ class SegformerClient:
             response = self._http.post("/v1/segment", content=data, params=params, headers=headers)
         except httpx.TransportError as exc:  # no answer at all: like gRPC's UNAVAILABLE (no error kind)
             raise SegmentationError("UNAVAILABLE", "", f"{type(exc).__name__}: {exc}") from None
-        body: dict[str, Any] = response.json()
         if response.status_code != 200:
-            raise SegmentationError(str(response.status_code), body.get("error", ""), body.get("detail", ""))
+            try:
+                error: dict[str, Any] = response.json()
+            except ValueError:  # not the server's JSON error (a proxy?)
+                error = {"detail": response.text[:200]}
+            raise SegmentationError(
+                str(response.status_code), error.get("error", ""), error.get("detail", "")
+            )
+        body: dict[str, Any] = response.json()
         return Segmentation(
             width=body["width"],
             height=body["height"],
@@ -128,11 +134,14 @@ class SegformerClient:
                 )
                 for i, im in enumerate(images)
             )
+            call = self._stub.StreamSegment(requests)
             try:
-                for response in self._stub.StreamSegment(requests):
+                for response in call:
                     yield _from_proto(response)
             except grpc.RpcError as exc:
                 raise _rpc_error(exc) from None
+            finally:
+                call.cancel()  # a no-op once done; ends the server's work if the caller stopped early
             return
         yield from self._rest_stream(images, mode, inflight)
 

@@ -11,7 +11,16 @@ import pytest
 
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
-from tests.grpc.serving import GraphReference, LiveServer, decode_mask, encode, noisy_png, scene, scene_png
+from tests.grpc.serving import (
+    GraphReference,
+    LiveServer,
+    decode_mask,
+    encode,
+    metric_value,
+    noisy_png,
+    scene,
+    scene_png,
+)
 
 STAGES = {"decode", "preprocess", "queue", "inference", "postprocess", "total", "encode"}
 
@@ -121,10 +130,14 @@ def test_deadline_shorter_than_inference(stub: pb_grpc.SegmentationServiceStub, 
     start = time.monotonic()
     stub.Segment(pb.SegmentRequest(image=data), timeout=60)
     inference = time.monotonic() - start
+    endpoint = {"transport": "grpc", "endpoint": "/segformer.v1.SegmentationService/Segment", "status": "504"}
+    expired = metric_value(live.metrics(), "segformer_requests_total", **endpoint)
     with pytest.raises(grpc.RpcError) as caught:
         stub.Segment(pb.SegmentRequest(image=data), timeout=min(0.02, inference / 4))
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert stub.Segment(pb.SegmentRequest(image=data), timeout=60).mask.width == 640  # still serving
+    # the server saw the deadline too (it stopped the request and counted it as 504)
+    assert metric_value(live.metrics(), "segformer_requests_total", **endpoint) == expired + 1
 
 
 def test_unknown_mode_is_invalid_argument(stub: pb_grpc.SegmentationServiceStub) -> None:
