@@ -17,6 +17,7 @@ from export.fp16 import convert_to_fp16
 from export.graph import MASK, MIN_OPSET, mask_dtype_for, wrap_network
 from export.metadata import build_metadata, package_version, set_metadata
 from export.trace import MAX_OPSET, export_network
+from export.upsample import DEFAULT_TOPK, DEFAULT_UPSAMPLE
 from export.verify import DEFAULT_CASES, Case, verify
 from model.labels import LabelSpec
 from model.loading import ModelInfo, load_segformer
@@ -50,7 +51,8 @@ def export_onnx(
     fp16: bool = False,
     outputs: Sequence[str] = (MASK,),
     inference_size: tuple[int, int] | None = None,
-    upsample: str = "full",
+    upsample: str = DEFAULT_UPSAMPLE,
+    topk: int = DEFAULT_TOPK,
     verify_graph: bool = True,
     cases: Sequence[Case] = DEFAULT_CASES,
     log: Log = _quiet,
@@ -69,6 +71,7 @@ def export_onnx(
         outputs=outputs,
         inference_size=inference_size,
         upsample=upsample,
+        topk=topk,
         verify_graph=verify_graph,
         cases=cases,
         log=log,
@@ -84,7 +87,8 @@ def export_model(
     fp16: bool = False,
     outputs: Sequence[str] = (MASK,),
     inference_size: tuple[int, int] | None = None,
-    upsample: str = "full",
+    upsample: str = DEFAULT_UPSAMPLE,
+    topk: int = DEFAULT_TOPK,
     verify_graph: bool = True,
     cases: Sequence[Case] = DEFAULT_CASES,
     log: Log = _quiet,
@@ -115,6 +119,7 @@ def export_model(
             outputs=outputs,
             mask_dtype=mask_dtype,
             upsample=upsample,
+            topk=topk,
         )
         versions = {
             "segformer_serve": package_version(),
@@ -140,7 +145,8 @@ def export_model(
                 versions=versions,
             ),
         )
-        details.append(f"outputs {outputs}, mask {mask_dtype}, {precision}, upsample {upsample}")
+        how = f"topk K={topk}" if upsample == "topk" else upsample
+        details.append(f"outputs {outputs}, mask {mask_dtype}, {precision}, upsample {how}")
     if verify_graph:
         with _stage(log, f"verify against PyTorch ({precision})"):
             verify(

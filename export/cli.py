@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from export.api import export_onnx
 from export.graph import LOGITS, MASK, MIN_OPSET
-from export.upsample import UPSAMPLE_MODES
+from export.upsample import DEFAULT_TOPK, DEFAULT_UPSAMPLE, UPSAMPLE_MODES
 from export.verify import DEFAULT_CASES, Case, RuntimeCannotRun, VerificationError
 from model.checkpoints import CheckpointError
 
@@ -72,8 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--upsample",
         choices=UPSAMPLE_MODES,
-        default="full",
-        help="how the mask is computed from the logits (default: full)",
+        default=DEFAULT_UPSAMPLE,
+        help="how the mask is computed from the logits: 'full' resizes every class to the output size; "
+        f"'topk' only the K best classes of each pixel's 4 neighbours (default: {DEFAULT_UPSAMPLE})",
+    )
+    parser.add_argument(
+        "--topk",
+        type=int,
+        default=DEFAULT_TOPK,
+        help=f"K for --upsample topk (default: {DEFAULT_TOPK})",
     )
     parser.add_argument(
         "--verify-shapes",
@@ -106,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             outputs=args.outputs,
             inference_size=args.inference_size,
             upsample=args.upsample,
+            topk=args.topk,
             verify_graph=not args.no_verify,
             cases=args.verify_shapes,
             log=log,

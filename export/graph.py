@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from export.upsample import UPSAMPLE_MODES, upsample_argmax
+from export.upsample import DEFAULT_TOPK, DEFAULT_UPSAMPLE, UPSAMPLE_MODES, upsample_argmax
 
 IMAGE = "image"
 OUTPUT_SIZE = "output_size"
@@ -49,7 +49,8 @@ def wrap_network(
     image_std: Sequence[float],
     outputs: Sequence[str] = (MASK,),
     mask_dtype: str = "uint8",
-    upsample: str = "full",
+    upsample: str = DEFAULT_UPSAMPLE,
+    topk: int = DEFAULT_TOPK,
 ) -> onnx.ModelProto:
     """Return a new model: uint8 NHWC ``image`` (+ ``output_size``) in, ``mask`` (+ ``logits``) out.
 
@@ -100,8 +101,10 @@ def wrap_network(
         helper.make_node("Where", ["output_size_is_default", "input_hw", OUTPUT_SIZE], ["out_hw"]),
     ]
     label_type = TensorProto.UINT8 if mask_dtype == "uint8" else TensorProto.UINT16
-    post += upsample_argmax(logits_f32, "out_hw", "labels_i64", mode=upsample, consts=consts)
-    post.append(helper.make_node("Cast", ["labels_i64"], [MASK], to=label_type))
+    post += upsample_argmax(
+        logits_f32, "out_hw", "labels", mode=upsample, consts=consts, num_labels=n_classes, topk=topk
+    )
+    post.append(helper.make_node("Cast", ["labels"], [MASK], to=label_type))
 
     nodes = [*pre, *graph.node, *post]
     del graph.node[:]

@@ -81,7 +81,7 @@ def torch_reference(
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     with torch.inference_mode():
-        x = (torch.from_numpy(image).permute(0, 3, 1, 2).float() / 255.0 - m) / s
+        x = (torch.from_numpy(np.array(image)).permute(0, 3, 1, 2).float() / 255.0 - m) / s
         logits = net(x)
         up = F.interpolate(logits, size=out_hw, mode="bilinear", align_corners=False)
         return logits.numpy(), up.argmax(dim=1).numpy()

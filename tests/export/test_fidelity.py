@@ -33,3 +33,24 @@ def test_real_photos_match_the_reference_pipeline(
         scores[path.name] = agreement(mask[0], expected)
     print("agreement with the transformers reference:", {k: f"{100 * v:.4f} %" for k, v in scores.items()})
     assert min(scores.values()) >= MIN_AGREEMENT, scores
+
+
+def test_topk_upsampling_agrees_with_full(
+    real_b0_onnx: Path, real_weights_dir: Path, real_photos: list[Path], tmp_path: Path
+) -> None:
+    """The default ``--upsample topk`` against ``full`` (every class resized), at the photos' size and 2K."""
+    from export.api import export_onnx
+    from export.metadata import decode_metadata, read_metadata
+
+    full = session(export_onnx(real_weights_dir, tmp_path / "full.onnx", upsample="full", verify_graph=False))
+    topk = session(real_b0_onnx)
+    assert decode_metadata(read_metadata(real_b0_onnx))["outputs"] == ["mask"]
+    scores = []
+    for i, path in enumerate(real_photos):
+        photo = Image.open(path)
+        sizes = [(photo.height, photo.width)] + ([(1024, 2048)] if i == 0 else [])
+        for size in sizes:
+            feeds = {"image": resize_like_processor(photo, (512, 512))[None], "output_size": np.array(size)}
+            scores.append(agreement(topk.run(["mask"], feeds)[0], full.run(["mask"], feeds)[0]))
+    print("topk vs full agreement:", [f"{100 * s:.4f} %" for s in scores])
+    assert min(scores) >= 0.9999

@@ -38,24 +38,29 @@ def run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray
     return sess.run(["mask", "logits"], feeds)
 
 
-@pytest.mark.parametrize(("classes", "dtype"), [(7, np.uint8), (256, np.uint8), (300, np.uint16)])
-def test_mask_dtype_and_torch_upsampling_semantics(classes: int, dtype: type) -> None:
+@pytest.mark.parametrize(
+    ("classes", "dtype", "upsample"),
+    [(7, np.uint8, "full"), (7, np.uint8, "topk"), (256, np.uint8, "full"), (300, np.uint16, "topk")],
+)
+def test_mask_dtype_and_torch_upsampling_semantics(classes: int, dtype: type, upsample: str) -> None:
     assert mask_dtype_for(classes) == np.dtype(dtype).name
+    # white-noise logits are top-K's worst case: with K = classes the candidates are all classes
     model = wrap_network(
         tiny_network(classes), image_mean=MEAN, image_std=STD, outputs=["mask", "logits"],
-        mask_dtype=mask_dtype_for(classes),
+        mask_dtype=mask_dtype_for(classes), upsample=upsample, topk=classes,
     )  # fmt: skip
     image = np.random.default_rng(1).integers(0, 256, (2, 37, 50, 3), dtype=np.uint8)
-    feeds = {"image": image, "output_size": np.array([61, 45], dtype=np.int64)}
+    # logits are 10x13: upsampled in height, downsampled in width
+    feeds = {"image": image, "output_size": np.array([61, 9], dtype=np.int64)}
     mask, logits = run(model, feeds)
-    assert mask.dtype == dtype and mask.shape == (2, 61, 45) and logits.shape == (2, classes, 10, 13)
+    assert mask.dtype == dtype and mask.shape == (2, 61, 9) and logits.shape == (2, classes, 10, 13)
     # normalisation inside the graph: pixel/255, then mean/std
     x = (image.transpose(0, 3, 1, 2) / 255.0 - np.reshape(MEAN, (1, 3, 1, 1))) / np.reshape(STD, (1, 3, 1, 1))
     weight = numpy_helper.to_array(tiny_network(classes).graph.initializer[0])[:, :, 0, 0]
     expected_logits = np.einsum("kc,nchw->nkhw", weight, x[:, :, ::4, ::4])
     np.testing.assert_allclose(logits, expected_logits, atol=1e-5)
     # upsampling+argmax is torch's interpolate(bilinear, align_corners=False) + argmax
-    up = F.interpolate(torch.from_numpy(logits), size=(61, 45), mode="bilinear", align_corners=False)
+    up = F.interpolate(torch.from_numpy(logits), size=(61, 9), mode="bilinear", align_corners=False)
     assert np.mean(mask.astype(np.int64) != up.argmax(1).numpy()) <= 1e-4
 
 
