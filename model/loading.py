@@ -18,7 +18,7 @@ import torch
 
 from model import checkpoints
 from model.checkpoints import CheckpointError, StateDict, find_variant
-from model.labels import LabelSpec, Palette, resolve_labels
+from model.labels import LabelSpec, Palette, load_label_spec, resolve_labels
 from model.segformer import VARIANTS, SegFormer, SegFormerConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -66,9 +66,10 @@ def _random(text: str, num_labels: int | None, labels: LabelSpec | None) -> tupl
     if variant not in VARIANTS:
         raise CheckpointError(f"unknown variant in {text!r}; use random:b0 .. random:b5")
     if num_labels is None and labels is not None:
-        from model.labels import load_label_spec
-
-        num_labels = len(load_label_spec(labels)[0])
+        try:
+            num_labels = len(load_label_spec(labels)[0])
+        except (ValueError, OSError) as exc:
+            raise CheckpointError(f"labels: {exc}") from None
     cfg = dataclasses.replace(VARIANTS[variant], num_labels=num_labels or 150)
     net = SegFormer(cfg).init_weights(seed=0).eval()
     return net, _info(net, f"segformer-{variant}-random", variant, labels, None, text, None)
