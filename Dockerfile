@@ -99,7 +99,8 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     && /opt/venv/bin/python -m pip install ".[export]"
 # hadolint ignore=SC2086
 RUN mkdir -p /export \
-    && /opt/venv/bin/segformer-export "${EXPORT_SOURCE}" -o /export/model.onnx ${EXPORT_ARGS}
+    && /opt/venv/bin/segformer-export "${EXPORT_SOURCE}" -o /export/model.onnx ${EXPORT_ARGS} \
+    && chmod 0444 /export/model.onnx
 
 # ---------------------------------------------------------------------------------------------------------
 # The runtime image with the exported model inside (no torch: only the .onnx crosses over). It lives

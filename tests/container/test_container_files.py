@@ -81,7 +81,9 @@ def test_dockerfile_stages_and_runtime_hygiene() -> None:
     builder = " ".join(stages["builder"])
     assert "ARG ORT_EXTRA=gpu" in builder and "${ORT_EXTRA}" in builder
     # torch only in the export stage; the baked image takes only the .onnx from it
-    assert "torch" in " ".join(stages["export"])
+    export = " ".join(stages["export"])
+    assert "torch" in export
+    assert "chmod 0444 /export/model.onnx" in export  # readable by the non-root user of `baked`
     baked = " ".join(stages["baked"])
     assert re.findall(r"COPY --from=(\S+) (\S+) (\S+)", baked) == [
         ("export", "/export/model.onnx", "/opt/segformer/model.onnx")
