@@ -141,7 +141,12 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetModelResponse:
         start = time.perf_counter()
-        response = convert.model_response(self._dataplane.model_info())
+        try:
+            response = convert.model_response(self._dataplane.model_info())
+        except ServeError as err:  # not loaded yet: UNAVAILABLE, like REST's 503
+            metrics.observe_request(TRANSPORT, METHOD + "GetModel", err.status, time.perf_counter() - start)
+            context.set_trailing_metadata(convert.error_trailers(err))
+            await context.abort(convert.grpc_code(err), err.detail)
         metrics.observe_request(TRANSPORT, METHOD + "GetModel", 200, time.perf_counter() - start)
         return response
 

@@ -66,9 +66,23 @@ def test_overload_is_resource_exhausted(live: LiveServer) -> None:
         )
 
 
-def test_health_not_serving_on_shutdown(random_b0_onnx: Path, tmp_path: Path) -> None:
-    server = LiveServer(random_b0_onnx, tmp_path, "--warmup-runs", "1", "--log-level", "warning")
+def test_unavailable_until_warm_and_not_serving_on_shutdown(random_b0_onnx: Path, tmp_path: Path) -> None:
+    server = LiveServer(random_b0_onnx, tmp_path, "--warmup-runs", "12", "--log-level", "warning")
     try:
+        deadline = time.monotonic() + 60
+        while not server.health_history and time.monotonic() < deadline:  # gRPC is up, the model warming
+            time.sleep(0.02)
+        assert server.health_history == ["NOT_SERVING"]
+        with grpc.insecure_channel(server.grpc_address) as channel:
+            stub = pb_grpc.SegmentationServiceStub(channel)
+            for call in (
+                lambda: stub.Segment(pb.SegmentRequest(image=scene_png(32, 32, 1)), timeout=10),
+                lambda: stub.GetModel(pb.GetModelRequest(), timeout=10),
+            ):
+                with pytest.raises(grpc.RpcError) as caught:
+                    call()
+                assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert ("segformer-error", "not_ready") in caught.value.trailing_metadata()
         server.wait_ready()
         start = time.monotonic()
         assert server.terminate() == 0
