@@ -124,3 +124,12 @@ def test_client_imports_neither_torch_nor_the_server() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+
+
+def test_console_script_points_at_the_cli() -> None:
+    import importlib
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, function = scripts["segformer-client"].partition(":")
+    assert getattr(importlib.import_module(module), function) is main
