@@ -133,3 +133,17 @@ def test_console_script_points_at_the_cli() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, function = scripts["segformer-client"].partition(":")
     assert getattr(importlib.import_module(module), function) is main
+
+
+def test_sixteen_bit_masks_decode_from_png_and_raw() -> None:
+    from server.client import Segmentation
+    from server.imaging import encode_mask_png
+
+    mask = (np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 7) % 300
+    png = Segmentation(width=40, height=30, mask_data=encode_mask_png(mask), dtype="uint16")
+    raw = Segmentation(
+        width=40, height=30, mask_data=mask.astype("<u2").tobytes(), mask_format="raw", dtype="uint16"
+    )
+    for seg in (png, raw):
+        assert seg.mask().dtype == np.uint16 and np.array_equal(seg.mask(), mask)
+    assert np.array_equal(decode_mask(raw.mask_png()), mask)
