@@ -42,7 +42,8 @@ if [ "${COLD:-0}" = 1 ] && [ -d "$CTR_WORK" ]; then
   CONTAINERS_STORAGE_CONF=$CTR_WORK/storage.conf CONTAINERS_CONF=$CTR_WORK/containers.conf \
     podman system reset -f >/dev/null 2>&1 || true
   rm -rf "$CTR_WORK"
-  log "cold run: removed $CTR_WORK"
+  log "cold run: removed $CTR_WORK (the clock restarts: a fresh machine has nothing to remove)"
+  t0=$SECONDS
 fi
 
 # ---- 1. tools ---------------------------------------------------------------------------------------
