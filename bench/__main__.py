@@ -39,7 +39,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--baseline-duration", type=float, default=8.0, help="seconds per in-process baseline")
     p.add_argument("--triton", action="store_true", help="also measure PyTriton (creates its venv once)")
     p.add_argument("--no-hf", action="store_true", help="skip the transformers baseline")
-    p.add_argument("--no-topk", action="store_true", help="skip the top-K upsample graph")
+    p.add_argument("--upsample", choices=["topk", "full"], default="topk", help="the served graph's mode")
+    p.add_argument("--no-compare", action="store_true", help="skip measuring the other upsample mode")
     p.add_argument("--fresh", action="store_true", help="re-export the graphs even if cached")
     p.add_argument("--server-arg", action="append", default=[], help="extra segformer-serve flag (repeat)")
     return p.parse_args(argv)
@@ -64,6 +65,7 @@ def _context(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
         "cpu": cpu,
         "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
         "model": plan.model,
+        "upsample": plan.upsample,
         "images": images,
         "threads": plan.threads,
         "server_args": " ".join(plan.server_args),
@@ -90,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
         duration=args.duration,
         baseline_duration=args.baseline_duration,
         triton=args.triton,
-        topk=not args.no_topk,
+        upsample=args.upsample,
+        compare=not args.no_compare,
         hf=not args.no_hf,
         fresh=args.fresh,
         server_args=args.server_arg,

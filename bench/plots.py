@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 Result = dict[str, Any]
-SERVED = ["ours-rest", "ours-grpc", "ours-rest-topk", "pytriton"]
+SERVED = ["ours-rest", "ours-grpc", "ours-rest-full", "ours-rest-topk", "pytriton"]
 CEILINGS = {
     "ort-mask": ("raw ORT mask, batch 1", "tab:green"),
     "ort-mask-b4": ("raw ORT mask, batch 4", "tab:olive"),

@@ -28,12 +28,14 @@ DESCRIPTIONS = {
     "ort-mask": "raw ORT `session.run` of the serving graph (mask at original size), pre-resized input",
     "ort-mask-b4": "the same, batches of 4 (latency is per batch)",
     "ort-mask-again": "`ort-mask` measured again at the end of the run (drift check)",
+    "ort-mask-full": "raw ORT `session.run`, `--upsample full` graph (all 150 channels upsampled)",
     "ort-mask-topk": "raw ORT `session.run`, graph exported with `--upsample topk`",
     "ort-pipeline": "in-process JPEG → decode → resize → `session.run` → PNG, no transport",
     "hf-transformers": "`SegformerImageProcessorPil` + eager model + `post_process_semantic_segmentation`",
     "ours-rest": "segformer-serve, REST `POST /v1/segment` (JPEG body → PNG mask)",
     "ours-grpc": "segformer-serve, gRPC unary `Segment`",
-    "ours-rest-topk": "segformer-serve on the top-K graph, REST",
+    "ours-rest-full": "segformer-serve on the `--upsample full` graph, REST",
+    "ours-rest-topk": "segformer-serve on the `--upsample topk` graph, REST",
     "pytriton": "PyTriton 0.7.0 (Triton 2.51 core, dynamic batcher) serving the same graph, JPEG → PNG",
 }
 
@@ -105,6 +107,8 @@ def markdown(
         f"load average at start {context.get('load', '?')} (shared machine: absolute numbers are noisy, "
         "ratios from one run are what count)",
         f"- model: `{context.get('model')}`; images: {context.get('images')}",
+        f"- graph: exported with `--upsample {context.get('upsample')}`, the same graph for every system"
+        " (rows ending in `-full`/`-topk`: the other upsample mode, for comparison)",
         f"- thread budget: {context.get('threads')} intra-op threads everywhere (ORT sessions, torch); "
         f"server flags: `{context.get('server_args') or 'defaults'}`",
         f"- closed loop, {context.get('duration')} s windows (opening once every client had an answer); "
@@ -121,7 +125,8 @@ def markdown(
         "## Results",
         "",
         "`c / batch`: concurrent clients for servers, batch size for in-process runs. CPU is the measured",
-        "system's process tree (cores); `client CPU` is the load generator's own.",
+        "system's process tree (cores); `client CPU` is the load generator's own. Peak RSS is the process",
+        "tree's during the window; a server keeps memory that an earlier window made it take.",
         "",
         *_md_table(COLUMNS, rows(results)),
         "",

@@ -61,7 +61,7 @@ def test_ratios_report_and_plots(tmp_path: Path) -> None:
     results = [
         _row("ort-mask", 1, 5.0, 200.0),
         _row("ort-mask-b4", 4, 5.5, 700.0),
-        _row("ort-mask-topk", 1, 8.0, 125.0),
+        _row("ort-mask-full", 1, 4.0, 250.0),
         _row("hf-transformers", 1, 2.0, 500.0),
         _row("ours-rest", 1, 4.8, 205.0),
         _row("ours-rest", 4, 5.2, 760.0),
@@ -74,6 +74,7 @@ def test_ratios_report_and_plots(tmp_path: Path) -> None:
     assert computed["throughput ours / HF transformers"].met is True
     assert computed["throughput ours / PyTriton (peaks)"].value == pytest.approx(1.3)
     assert computed["p50 at c=1: ours − raw ORT (ms)"].value == pytest.approx(5.0)
+    assert computed["speed-up top-K / full upsample, raw ORT batch 1"].value == pytest.approx(5.0 / 4.0)
     assert "ours-grpc" in report.console(results, list(computed.values()))
     written = plots.write_all(results, tmp_path)
     assert all(p.stat().st_size > 1000 for p in written)
