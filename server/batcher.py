@@ -3,6 +3,9 @@
 Requests wait in one FIFO per batch key ``(input shape, output_size)``. A single dispatcher takes a free
 session, picks the key whose oldest request waited longest, lets that batch fill for at most
 ``max_queue_delay`` (or until ``max_batch_size``), and runs it in the background while forming the next.
+With ``fill_only_while_arriving`` (the data plane's choice) the fill wait only happens while another
+request is on its way (inside ``arriving``: being decoded and preprocessed): a lone request on an idle
+server is dispatched at once instead of waiting ``max_queue_delay`` for company that cannot come.
 A cancelled or expired request is dropped before its batch runs and its result is discarded if it
 expires while running; the other requests of the batch are unaffected.
 """
@@ -15,6 +18,7 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,15 +46,23 @@ class Batcher:
     """Groups single-image requests into batches for a ``SessionPool``."""
 
     def __init__(
-        self, pool: SessionPool, max_batch_size: int, max_queue_delay_s: float, max_queue_size: int
+        self,
+        pool: SessionPool,
+        max_batch_size: int,
+        max_queue_delay_s: float,
+        max_queue_size: int,
+        *,
+        fill_only_while_arriving: bool = False,
     ) -> None:
         self.pool = pool
+        self.fill_only_while_arriving = fill_only_while_arriving
         self.max_batch_size = min(max_batch_size, pool.spec.fixed_batch or max_batch_size)
         self.max_queue_delay_s = max_queue_delay_s
         self.max_queue_size = max_queue_size
         self._queues: dict[BatchKey, deque[_Item]] = {}
         self._pending = 0
         self._wakeup = asyncio.Event()
+        self._arriving = 0  # requests being decoded/preprocessed: they may join a batch soon
         self._running: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -80,6 +92,15 @@ class Batcher:
             return await asyncio.wait_for(future, timeout)  # cancels `future` on timeout or cancellation
         except TimeoutError:
             raise errors.deadline_exceeded() from None
+
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Wrap a request's work before ``infer``: a forming batch waits to fill only while one is in here."""
+        self._arriving += 1
+        try:
+            yield
+        finally:
+            self._arriving -= 1
 
     def _unqueue(self, item: _Item) -> None:
         """Take ``item`` out of its queue (dispatched, cancelled or expired); idempotent."""
@@ -140,7 +161,8 @@ class Batcher:
         fill_until = self._queues[key][0].enqueued + self.max_queue_delay_s
         while len(self._queues.get(key, ())) < self.max_batch_size:
             remaining = fill_until - time.monotonic()
-            if remaining <= 0 or not await self._wait_for_work(remaining):
+            nobody_coming = self.fill_only_while_arriving and not self._arriving
+            if remaining <= 0 or nobody_coming or not await self._wait_for_work(remaining):
                 break
         queue = self._queues.get(key, deque())
         batch: list[_Item] = []

@@ -110,7 +110,8 @@ class DataPlane:
         seconds = await asyncio.to_thread(pool.warm_up, s.warmup_runs)
         log.info("warm-up: %d run(s) per session in %.2fs", s.warmup_runs, seconds)
         self.pool = pool
-        self.batcher = Batcher(pool, s.max_batch_size, s.max_queue_delay_ms / 1000, s.max_queue_size)
+        delay = s.max_queue_delay_ms / 1000
+        self.batcher = Batcher(pool, s.max_batch_size, delay, s.max_queue_size, fill_only_while_arriving=True)
         self.batcher.start()
         self._description = self._describe(pool)
         self._palette = imaging.palette_array(pool.spec.palette, pool.spec.num_labels)
@@ -191,16 +192,16 @@ class DataPlane:
             STAGE_SECONDS.labels(name).observe(timings[name])
             return now
 
-        image = await asyncio.to_thread(
-            imaging.decode_image, request.image, s.max_image_pixels, s.max_image_side
-        )
-        t = stage("decode", start)
-        height, width = image.shape[:2]
-        size = (
-            spec.inference_size if mode == "resize" else imaging.native_size(height, width, s.native_max_side)
-        )
-        resized = await asyncio.to_thread(imaging.resize_bilinear, image, size)
-        t = stage("preprocess", t)
+        with self.batcher.arriving():  # batches forming meanwhile may wait for this request
+            image = await asyncio.to_thread(
+                imaging.decode_image, request.image, s.max_image_pixels, s.max_image_side
+            )
+            t = stage("decode", start)
+            height, width = image.shape[:2]
+            max_side = s.native_max_side
+            size = spec.inference_size if mode == "resize" else imaging.native_size(height, width, max_side)
+            resized = await asyncio.to_thread(imaging.resize_bilinear, image, size)
+            t = stage("preprocess", t)
         if time.monotonic() >= deadline:
             raise errors.deadline_exceeded("the deadline expired before inference")
         mask, queued, inferred = await self.batcher.infer(resized, (height, width), deadline)
