@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     context = _context(args, plan)
     run(plan)
-    context["notes"] = plan.notes
-    computed = ratios.compute(plan.results)
+    context["notes"], context["duel"] = plan.notes, plan.duel
+    computed = ratios.compute(plan.results, plan.duel)
     print(rep.console(plan.results, computed), flush=True)
     written = plots.write_all(plan.results, args.out)
     report = args.out / "README.md"

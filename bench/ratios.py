@@ -52,17 +52,27 @@ def _ratio(name: str, ours: Result | None, base: Result | None, target: float) -
     return Ratio(name, value, f"≥ {target}×", value >= target, detail)
 
 
-def compute(results: list[Result]) -> list[Ratio]:
+def ceiling_b1(results: list[Result]) -> Result | None:
+    """Raw ORT batch 1: the mean of the measurements at the start and at the end of the run (drift)."""
+    first, again = pick(results, "ort-mask"), pick(results, "ort-mask-again")
+    if not first or not again:
+        return first
+    mean = {k: (first[k] + again[k]) / 2 for k in ("images_per_s", "p50_ms", "cpu_cores")}
+    return {**first, **mean, "system": "ort-mask (mean of start and end)"}
+
+
+def compute(results: list[Result], duel: dict[str, Any] | None = None) -> list[Ratio]:
     ours = peak(results, "ours")
-    ort_rows = [r for r in (pick(results, "ort-mask"), pick(results, "ort-mask-b4")) if r]
+    b1 = ceiling_b1(results)
+    ort_rows = [r for r in (b1, pick(results, "ort-mask-b4")) if r]
     ort = max(ort_rows, key=lambda r: r["images_per_s"]) if ort_rows else None
     ratios = [
         _ratio("throughput ours / raw ORT (best of batch 1, 4)", ours, ort, 0.9),
-        _ratio("throughput ours / raw ORT batch 1", ours, pick(results, "ort-mask"), 0.9),
+        _ratio("throughput ours / raw ORT batch 1", ours, b1, 0.9),
         _ratio("throughput ours / HF transformers", ours, pick(results, "hf-transformers"), 2.0),
         _ratio("throughput ours / PyTriton (peaks)", ours, peak(results, "pytriton"), 1.3),
     ]
-    ours_eff, base_eff = (efficiency(r) if r else None for r in (ours, pick(results, "ort-mask")))
+    ours_eff, base_eff = (efficiency(r) if r else None for r in (ours, b1))
     if ours_eff and base_eff:
         value = ours_eff / base_eff
         detail = f"{ours_eff:.2f} vs {base_eff:.2f} images per CPU-second (same rows as above)"
@@ -72,8 +82,13 @@ def compute(results: list[Result]) -> list[Ratio]:
         value = ours["images_per_s"] / pipeline["images_per_s"]
         detail = "the same JPEG → PNG work in-process without transport or batcher"
         ratios.append(Ratio("throughput ours / in-process pipeline (info)", value, "—", None, detail))
-    c1, base = pick(results, "ours-rest", 1), pick(results, "ort-mask")
-    if c1 and base:
+    c1, base = pick(results, "ours-rest", 1), b1
+    if duel:
+        delta = duel["gap_ms"]
+        detail = f"interleaved, {len(duel['rounds'])} rounds: REST c=1 p50 {duel['served_p50_ms']:.0f} ms"
+        detail += f" vs session.run p50 {duel['raw_p50_ms']:.0f} ms (median of per-round differences)"
+        ratios.append(Ratio("p50 at c=1: ours − raw ORT (ms)", delta, "≤ 10 ms", delta <= 10.0, detail))
+    elif c1 and base:
         delta = c1["p50_ms"] - base["p50_ms"]
         detail = f"REST c=1 p50 {c1['p50_ms']:.0f} ms vs session.run p50 {base['p50_ms']:.0f} ms"
         ratios.append(Ratio("p50 at c=1: ours − raw ORT (ms)", delta, "≤ 10 ms", delta <= 10.0, detail))

@@ -140,6 +140,14 @@ def markdown(
     if stages:
         parts = ", ".join(f"{k} {v:.1f} ms" for k, v in stages.items())
         lines += ["", f"In-process stage times per image (`ort-pipeline`): {parts}."]
+    duel = context.get("duel")
+    if duel:
+        rounds = ", ".join(f"{r['served_p50_ms']:.0f} vs {r['raw_p50_ms']:.0f}" for r in duel["rounds"])
+        lines += [
+            "",
+            "Latency at concurrency 1, interleaved (`bench/duel.py`: rounds of a raw `session.run` loop,",
+            f"then sequential REST requests, same photos): p50 per round, served vs raw, in ms: {rounds}.",
+        ]
     notes = context.get("notes") or []
     if notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]

@@ -44,6 +44,7 @@ class Plan:
     server_args: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
+    duel: dict[str, Any] | None = None  # c=1 latency, server vs session.run interleaved (bench.duel)
 
     def record(self, result: dict[str, Any]) -> None:
         self.results.append(result)
@@ -53,7 +54,11 @@ class Plan:
             f"  errors {result.get('errors', 0)}",
             flush=True,
         )
-        write_json(self.work / "results.json", {"results": self.results, "notes": self.notes})
+        self.save()
+
+    def save(self) -> None:
+        payload = {"results": self.results, "duel": self.duel, "notes": self.notes}
+        write_json(self.work / "results.json", payload)
 
 
 def _python(module: str, *args: str) -> None:
@@ -115,6 +120,14 @@ def phase(plan: Plan, name: str) -> Iterator[None]:
 def serve_phase(plan: Plan, graph: Path, suffix: str = "") -> None:
     server = start_server(graph, plan.work / "server", plan.threads, plan.server_args)
     try:
+        if not suffix:
+            out = plan.work / "raw" / "duel.json"
+            args = [str(graph), "--url", server.url, "--threads", str(plan.threads), "--out", str(out)]
+            _python("bench.duel", *args, *map(str, plan.images))
+            plan.duel = json.loads(out.read_text())
+            d = plan.duel
+            line = f"{d['served_p50_ms']:.0f} ms served vs {d['raw_p50_ms']:.0f} ms session.run"
+            print(f"[bench] c=1 duel: {line} (gap {d['gap_ms']:+.1f} ms)", flush=True)
         for transport in plan.transports if not suffix else ["rest"]:
             url = server.url if transport == "rest" else server.grpc_target
             for c in plan.concurrency if not suffix else plan.concurrency[:2]:
@@ -176,5 +189,5 @@ def run(plan: Plan) -> Plan:
         inproc(plan, "ort", str(g["main"]), "ort-mask-again")  # the same ceiling at the end: machine drift
     drift_note(plan)
     plan.notes.append(f"total bench time {time.monotonic() - start:.0f} s")
-    write_json(plan.work / "results.json", {"results": plan.results, "notes": plan.notes})
+    plan.save()
     return plan

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import struct
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from bench import plots, ratios, report
 from bench.clients import triton_request
 from bench.common import summarize, synthetic_jpegs
+from bench.duel import duel
 from bench.inproc import main as inproc_main
 from bench.loadgen import run_load
 from bench.suite import Plan, drift_note, phase
@@ -90,3 +92,11 @@ def test_a_failing_phase_is_noted_and_the_run_goes_on(tmp_path: Path) -> None:
     drift_note(plan)
     assert plan.notes[0] == "PyTriton failed: RuntimeError: no ready model"
     assert "(-40%)" in plan.notes[1] and "read the ratios with care" in plan.notes[1]
+
+
+def test_latency_duel_interleaves_raw_and_served(tiny_graph: Path, fake_rest: str) -> None:
+    result = duel(tiny_graph, fake_rest, synthetic_jpegs(2), threads=1, rounds=2, seconds=0.1)
+    assert len(result["rounds"]) == 2 and result["raw_p50_ms"] > 0 and result["served_p50_ms"] > 0
+    assert result["gap_ms"] == pytest.approx(
+        statistics.median(r["served_p50_ms"] - r["raw_p50_ms"] for r in result["rounds"])
+    )
