@@ -64,7 +64,7 @@ def _context(args: argparse.Namespace, plan: Plan) -> dict[str, Any]:
     return {
         "cpu": cpu,
         "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
-        "model": plan.model,
+        "model": Path(plan.model).name if Path(plan.model).is_dir() else plan.model,
         "upsample": plan.upsample,
         "images": images,
         "threads": plan.threads,

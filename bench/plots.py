@@ -11,7 +11,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 Result = dict[str, Any]
-SERVED = ["ours-rest", "ours-grpc", "ours-rest-full", "ours-rest-topk", "pytriton"]
+SERVED = {
+    "ours-rest": "tab:blue",
+    "ours-grpc": "tab:orange",
+    "ours-rest-full": "tab:purple",
+    "ours-rest-topk": "tab:brown",
+    "pytriton": "tab:cyan",
+}
 CEILINGS = {
     "ort-mask": ("raw ORT mask, batch 1", "tab:green"),
     "ort-mask-b4": ("raw ORT mask, batch 4", "tab:olive"),
@@ -31,7 +37,8 @@ def throughput(results: list[Result], path: Path) -> None:
     for system in SERVED:
         rows = _series(results, system)
         if rows:
-            ax.plot([r["concurrency"] for r in rows], [r["images_per_s"] for r in rows], "o-", label=system)
+            xs, ys = [r["concurrency"] for r in rows], [r["images_per_s"] for r in rows]
+            ax.plot(xs, ys, "o-", color=SERVED[system], label=system)
     for system, (label, colour) in CEILINGS.items():
         rows = _series(results, system)
         if rows:
@@ -67,8 +74,9 @@ def latency(results: list[Result], path: Path) -> None:
         rows = _series(results, system)
         if rows:
             xs = [r["concurrency"] for r in rows]
-            (line,) = right.plot(xs, [r["p50_ms"] for r in rows], "o-", label=f"{system} p50")
-            right.plot(xs, [r["p99_ms"] for r in rows], "x--", color=line.get_color(), label=f"{system} p99")
+            colour = SERVED[system]
+            right.plot(xs, [r["p50_ms"] for r in rows], "o-", color=colour, label=f"{system} p50")
+            right.plot(xs, [r["p99_ms"] for r in rows], "x--", color=colour, label=f"{system} p99")
     right.set_xscale("log", base=2)
     right.set_yscale("log")
     right.set_xlabel("concurrent clients")
