@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.grpc.serving import GraphReference, LiveServer, shared_server, stop_shared_server
+from tests.grpc.serving import (
+    GraphReference,
+    LiveServer,
+    shared_server,
+    stop_after_last_user,
+    stop_shared_server,
+)
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +27,7 @@ def live(random_b0_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 @pytest.fixture(scope="session")
 def reference(random_b0_onnx: Path) -> GraphReference:
     return GraphReference(random_b0_onnx)
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    stop_after_last_user(item)

@@ -12,7 +12,13 @@ import grpc
 import pytest
 
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
-from tests.grpc.serving import GraphReference, LiveServer, shared_server, stop_shared_server
+from tests.grpc.serving import (
+    GraphReference,
+    LiveServer,
+    shared_server,
+    stop_after_last_user,
+    stop_shared_server,
+)
 
 MiB = 1024 * 1024
 
@@ -40,3 +46,7 @@ def channel(live: LiveServer) -> Iterator[grpc.Channel]:
 @pytest.fixture
 def stub(channel: grpc.Channel) -> pb_grpc.SegmentationServiceStub:
     return pb_grpc.SegmentationServiceStub(channel)
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    stop_after_last_user(item)

@@ -25,6 +25,7 @@ import grpc
 import httpx
 import numpy as np
 import onnxruntime as ort
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
@@ -61,6 +62,14 @@ def stop_shared_server() -> None:
     if _shared is not None:
         _shared.stop()
         _shared = None
+
+
+def stop_after_last_user(item: pytest.Item) -> None:
+    """Stop the shared server right after the session's last test that uses it (not at session end)."""
+    items = item.session.items
+    last = max((i for i, it in enumerate(items) if "live" in getattr(it, "fixturenames", ())), default=-1)
+    if items.index(item) >= last:
+        stop_shared_server()
 
 
 def free_port() -> int:
