@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -29,6 +30,12 @@ async def _burst(url: str, bodies: list[bytes], params: dict[str, str]) -> list[
                 for b in bodies
             ]
         )
+
+
+def _post_native(url: str, body: bytes) -> httpx.Response:
+    return httpx.post(
+        f"{url}/v1/segment?mode=native", content=body, headers={"Content-Type": "image/png"}, timeout=120
+    )
 
 
 def test_sixteen_concurrent_clients_batch(served: Served) -> None:
@@ -61,15 +68,23 @@ def test_flood_gets_503_and_recovers(served: Served) -> None:
 
 
 def test_client_disconnect_drops_the_request(served: Served) -> None:
-    """A client that goes away mid-inference is answered 499 in the metrics; the server carries on."""
+    """A client that hangs up while its request waits is answered 499 in the metrics; the server goes on."""
 
     body = image_bytes(480, 640, "PNG", seed=9)
     before = metric_value(served.metrics(), "segformer_requests_total", endpoint="/v1/segment", status="499")
-    head = "POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-    head += f"Content-Length: {len(body)}\r\n\r\n"
-    with socket.create_connection(("127.0.0.1", served.port or 0)) as sock:
-        sock.sendall(head.encode() + body)
-        time.sleep(0.3)  # decoded and queued or running
+    # Keep the session busy with slow native-mode work of another batch key, so that the victim is certainly
+    # still queued when its client hangs up, however fast this machine is.
+    # (distinct sizes: distinct output sizes, so six batches one after the other)
+    blockers = [image_bytes(1024 - 16 * i, 1024, "PNG", seed=10 + i) for i in range(6)]
+    with ThreadPoolExecutor(max_workers=len(blockers)) as pool:
+        busy = [pool.submit(_post_native, served.url, b) for b in blockers]
+        time.sleep(0.2)  # the blockers are decoded and queued or running
+        head = "POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+        head += f"Content-Length: {len(body)}\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", served.port or 0)) as sock:
+            sock.sendall(head.encode() + body)
+            time.sleep(0.3)  # read and queued behind the blockers
+        assert [f.result().status_code for f in busy] == [200] * len(blockers)
     end = time.monotonic() + 60
     while time.monotonic() < end:
         text = served.metrics()
