@@ -27,6 +27,10 @@ test: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
 
+# Regenerates server/grpc/gen from proto/ (a test fails when the committed code is stale).
+proto: $(VENV)/.installed
+	$(PY) scripts/gen_proto.py
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -10,7 +10,8 @@ import pytest
 from server.pool import choose_providers
 from server.settings import Settings, load_settings
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "server.md"
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs" / "server.md"
 
 
 def test_flags_override_environment_override_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,10 +25,11 @@ def test_flags_override_environment_override_defaults(monkeypatch: pytest.Monkey
 
 
 def test_every_setting_is_documented() -> None:
-    text = DOCS.read_text()
-    for name in Settings.model_fields:
-        flag, env = "--" + name.replace("_", "-"), "SEGFORMER_" + name.upper()
-        assert f"`{flag}`" in text and f"`{env}`" in text, name
+    for doc in (DOCS, ROOT / "README.md"):
+        text = doc.read_text()
+        for name in Settings.model_fields:
+            flag, env = "--" + name.replace("_", "-"), "SEGFORMER_" + name.upper()
+            assert f"`{flag}`" in text and f"`{env}`" in text, (doc.name, name)
 
 
 def test_threads_split_the_cores() -> None:
