@@ -12,7 +12,6 @@ import contextlib
 import io
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -145,22 +144,6 @@ class LiveServer:
         self._channel.close()
         self._log.close()
         return self.proc.returncode
-
-
-def metric_value(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels`` (0 when absent)."""
-    total = 0.0
-    for match in re.finditer(rf"^{re.escape(name)}(?:\{{(.*?)\}})? (\S+)$", text, re.MULTILINE):
-        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(1) or ""))
-        if all(found.get(k) == v for k, v in labels.items()):
-            total += float(match.group(2))
-    return total
-
-
-def batches_over_one(text: str) -> float:
-    """Batches with more than one request, from the ``segformer_batch_size`` histogram."""
-    count = metric_value(text, "segformer_batch_size_count")
-    return count - metric_value(text, "segformer_batch_size_bucket", le="1.0")
 
 
 class GraphReference:

@@ -12,14 +12,8 @@ import numpy as np
 
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
-from tests.grpc.serving import (
-    GraphReference,
-    LiveServer,
-    batches_over_one,
-    decode_mask,
-    metric_value,
-    scene_png,
-)
+from tests.grpc.serving import GraphReference, LiveServer, decode_mask, scene_png
+from tests.server.live import batches_over_one, metric_value
 
 NATIVE = pb.INFERENCE_MODE_NATIVE
 STREAM = "/segformer.v1.SegmentationService/StreamSegment"

@@ -11,16 +11,8 @@ import pytest
 
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
-from tests.grpc.serving import (
-    GraphReference,
-    LiveServer,
-    decode_mask,
-    encode,
-    metric_value,
-    noisy_png,
-    scene,
-    scene_png,
-)
+from tests.grpc.serving import GraphReference, LiveServer, decode_mask, encode, noisy_png, scene, scene_png
+from tests.server.live import metric_value
 
 STAGES = {"decode", "preprocess", "queue", "inference", "postprocess", "total", "encode"}
 

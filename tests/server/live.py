@@ -126,6 +126,12 @@ def metric_value(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def batches_over_one(text: str) -> float:
+    """Batches with more than one request, from the ``segformer_batch_size`` histogram."""
+    count = metric_value(text, "segformer_batch_size_count")
+    return count - metric_value(text, "segformer_batch_size_bucket", le="1.0")
+
+
 def image_bytes(height: int, width: int, fmt: str = "PNG", seed: int = 0, **save: object) -> bytes:
     """A smooth random RGB image (blobs, so that masks have structure) encoded as ``fmt``."""
     rng = np.random.default_rng(seed)

@@ -11,12 +11,7 @@ import httpx
 import numpy as np
 
 from tests.server.conftest import MAX_QUEUE_SIZE
-from tests.server.live import Served, image_bytes, metric_value, png_mask
-
-
-def batches_over_one(text: str) -> float:
-    count = metric_value(text, "segformer_batch_size_count")
-    return count - metric_value(text, "segformer_batch_size_bucket", le="1.0")
+from tests.server.live import Served, batches_over_one, image_bytes, metric_value, png_mask
 
 
 async def _burst(url: str, bodies: list[bytes], params: dict[str, str]) -> list[httpx.Response]:
