@@ -90,7 +90,11 @@ async def serve(settings: Settings) -> int:
         nonlocal failed
         if task.cancelled() or task.exception() is None or cancel_load.is_set():
             return  # loaded, or interrupted by a stop
-        log.error("cannot serve the model: %s", task.exception(), exc_info=task.exception())
+        exc = task.exception()
+        # our own load errors (export failed, file missing, bad graph) say it all; anything else: traceback
+        expected = isinstance(exc, RuntimeError | OSError | ValueError)
+        log.error("cannot serve the model: %s", exc, exc_info=None if expected else exc)
+        log.debug("model load traceback", exc_info=exc)
         failed = True
         stop("model load failed")
 
