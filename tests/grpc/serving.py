@@ -12,7 +12,6 @@ import contextlib
 import io
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
 from server import imaging
+from tests.server.live import sigterm_and_wait
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 180.0
@@ -128,14 +128,7 @@ class LiveServer:
 
     def terminate(self, timeout: float = 60.0) -> int:
         """SIGTERM (the health Watch keeps recording); the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return sigterm_and_wait(self.proc, timeout)
 
     def stop(self) -> int:
         self._watch.cancel()

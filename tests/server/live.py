@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -99,13 +100,7 @@ class Served:
 
     def stop(self, timeout: float = 120) -> int:
         """SIGTERM and wait; the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        sigterm_and_wait(self.proc, timeout)
         self._reader.join(timeout=10)
         assert self.proc.stdout is not None
         self.proc.stdout.close()
@@ -114,6 +109,18 @@ class Served:
     def torch_modules(self) -> list[str]:
         """The torch modules the server process had imported (valid after a clean exit)."""
         return [m for m in self.marker.read_text().splitlines() if m]
+
+
+def sigterm_and_wait(proc: subprocess.Popen[Any], timeout: float) -> int:
+    """SIGTERM a server process, wait up to ``timeout`` s (then kill it); its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
