@@ -10,7 +10,9 @@ import io
 import json
 import os
 import socket
+import subprocess
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_ready(process: subprocess.Popen[bytes], url: str, what: str, log: Path, poll_s: float) -> bool:
+    """Poll ``url`` until it answers 200 (True) or 180 s pass (False); raise if ``process`` exits first."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(poll_s)
+    return False
 
 
 def wait_port(port: int, timeout_s: float) -> bool:

@@ -13,11 +13,10 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import free_port
+from bench.common import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,16 +101,7 @@ def start_server(graph: Path, workdir: Path, threads: int, extra: list[str] | No
             cmd, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
         )
     server = OurServer(process, f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}", log)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"segformer-serve exited with {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{server.url}/readyz", timeout=2) as answer:
-                if answer.status == 200:
-                    return server
-        except OSError:
-            pass
-        time.sleep(0.3)
+    if wait_ready(process, f"{server.url}/readyz", "segformer-serve", log, poll_s=0.3):
+        return server
     server.stop()
     raise RuntimeError(f"segformer-serve not ready after 180 s; see {log}")

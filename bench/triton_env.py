@@ -10,12 +10,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import free_port
+from bench.common import free_port, wait_ready
 
 PACKAGES = ["nvidia-pytriton==0.7.0", "tritonclient[http,grpc]", "onnxruntime", "pillow"]
 SCRIPT = Path(__file__).with_name("triton_model.py")
@@ -68,16 +66,7 @@ def start_triton(
     with log.open("wb") as sink:
         process = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
     server = TritonServer(process, f"http://127.0.0.1:{http_port}", log)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"PyTriton exited with {process.returncode}; see {log}")
-        try:
-            with urllib.request.urlopen(f"{server.url}/v2/models/segformer/ready", timeout=2) as answer:
-                if answer.status == 200:
-                    return server
-        except OSError:
-            pass
-        time.sleep(0.5)
+    if wait_ready(process, f"{server.url}/v2/models/segformer/ready", "PyTriton", log, poll_s=0.5):
+        return server
     server.stop()
     raise RuntimeError(f"PyTriton not ready after 180 s; see {log}")
