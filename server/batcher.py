@@ -25,7 +25,7 @@ import numpy as np
 import onnxruntime as ort
 
 from server import errors
-from server.metrics import BATCH_SIZE, QUEUE_DEPTH
+from server.metrics import BATCH_SIZE, QUEUE_DEPTH, SESSION_RUNS
 from server.pool import SessionPool
 
 log = logging.getLogger("segformer.batcher")
@@ -116,6 +116,13 @@ class Batcher:
         self._pending -= 1
         QUEUE_DEPTH.set(self._pending)
 
+    def _alone(self) -> bool:
+        """The only request around, and it arrived after the last batch finished (nobody waited)."""
+        key = self._oldest_key()
+        if key is None or self._pending + self._arriving > 1:
+            return False
+        return self._queues[key][0].enqueued >= self.pool.idle_since
+
     def _oldest_key(self) -> BatchKey | None:
         heads = [(queue[0].enqueued, key) for key, queue in self._queues.items() if queue]
         return min(heads)[1] if heads else None
@@ -141,7 +148,7 @@ class Batcher:
     async def _dispatch_one(self) -> None:
         while self._pending == 0:
             await self._wait_for_work()
-        session = await self.pool.acquire()
+        session = await self.pool.acquire(alone=self._alone())
         try:
             items = await self._form_batch()
         except BaseException:
@@ -181,6 +188,7 @@ class Batcher:
     async def _run(self, session: ort.InferenceSession, items: list[_Item]) -> None:
         start = time.monotonic()
         BATCH_SIZE.observe(len(items))
+        SESSION_RUNS.labels(self.pool.kind(session)).inc()
         try:
             images = items[0].image[None] if len(items) == 1 else np.stack([i.image for i in items])
             masks = await self.pool.run(session, images, items[0].key[1])

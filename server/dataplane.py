@@ -62,7 +62,9 @@ class Batching(BaseModel):
     max_batch_size: int
     max_queue_delay_ms: float
     max_queue_size: int
-    sessions: int
+    sessions: int  # run side by side
+    intra_op_threads: int  # each
+    solo_session_threads: int  # 0: none; else the all-core session a lone request runs on
 
 
 class ModelDescription(BaseModel):
@@ -111,7 +113,8 @@ class DataPlane:
         log.info("warm-up: %d run(s) per session in %.2fs", s.warmup_runs, seconds)
         self.pool = pool
         delay = s.max_queue_delay_ms / 1000
-        self.batcher = Batcher(pool, s.max_batch_size, delay, s.max_queue_size, fill_only_while_arriving=True)
+        max_batch = s.max_batch_size or (8 if pool.on_cuda else 1)  # batches buy no CPU throughput (bench/)
+        self.batcher = Batcher(pool, max_batch, delay, s.max_queue_size, fill_only_while_arriving=True)
         self.batcher.start()
         self._description = self._describe(pool)
         self._palette = imaging.palette_array(pool.spec.palette, pool.spec.num_labels)
@@ -144,6 +147,8 @@ class DataPlane:
                 max_queue_delay_ms=s.max_queue_delay_ms,
                 max_queue_size=s.max_queue_size,
                 sessions=pool.size,
+                intra_op_threads=pool.plan.lane_threads,
+                solo_session_threads=pool.plan.solo_threads,
             ),
             source=spec.source,
             foreign=spec.foreign,

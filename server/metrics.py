@@ -33,6 +33,11 @@ BATCH_SIZE = Histogram(
     "Requests per inference batch.",
     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
 )
+SESSION_RUNS = Counter(
+    "segformer_session_runs_total",
+    "Batches run, by pool session: solo (every core, a request alone on an idle server) or lane.",
+    ["session"],
+)
 QUEUE_DEPTH = Gauge("segformer_queue_depth", "Requests waiting in the batcher for a session.")
 IN_FLIGHT = Gauge("segformer_in_flight_requests", "Requests inside the data plane.", ["transport"])
 ERRORS = Counter(

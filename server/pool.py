@@ -1,7 +1,7 @@
-"""A pool of ONNX Runtime sessions handed out through an asyncio queue; ``run`` happens in a thread.
+"""A pool of ONNX Runtime sessions lent to one batch at a time; ``run`` happens in a thread.
 
-No lock around ``session.run``: each session is used by one batch at a time (it is taken from the
-queue), and ORT releases the GIL, so N sessions run N batches in parallel.
+No lock around ``session.run``: each session is used by one batch at a time (it is borrowed from the
+pool), and ORT releases the GIL, so N sessions run N batches in parallel.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from server.settings import Settings
+from server.settings import Settings, usable_cores
 from server.spec import ModelSpec
 
 log = logging.getLogger("segformer.pool")
@@ -44,27 +45,57 @@ def choose_providers(settings: Settings) -> list[Any]:
     return [(CUDA, options), CPU]
 
 
-def _session_options(settings: Settings) -> ort.SessionOptions:
+@dataclass(frozen=True)
+class PoolPlan:
+    """How many sessions, with how many intra-op threads each.
+
+    ``lanes`` sessions run batches side by side. On a CPU the default adds a ``solo`` session with every
+    core: a request that has the server to itself runs there at full-core latency, while under load the
+    lanes (half the cores each) keep all cores busy without the synchronisation cost of one wide pool.
+    """
+
+    lanes: int
+    lane_threads: int
+    solo_threads: int = 0  # 0: no solo session
+
+
+def plan_pool(settings: Settings, on_cuda: bool, cores: int) -> PoolPlan:
+    """``--sessions N``: N lanes of ``cores / N`` threads; 0 (auto): 1 on CUDA, solo + 2 lanes on CPU."""
+    if settings.sessions:
+        return PoolPlan(settings.sessions, settings.intra_op_threads or max(1, cores // settings.sessions))
+    if on_cuda or cores < 2:
+        return PoolPlan(1, settings.intra_op_threads or cores)
+    return PoolPlan(2, settings.intra_op_threads or cores // 2, solo_threads=cores)
+
+
+def _session_options(threads: int, spinning: bool) -> ort.SessionOptions:
     options = ort.SessionOptions()
-    options.intra_op_num_threads = settings.threads_per_session()
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # the optional `output_size` initializer-input warning is by design
-    if settings.sessions > 1:
-        # several busy-waiting thread pools in one process fight over the cores
+    if not spinning:  # several busy-waiting thread pools in one process fight over the cores
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    else:  # spin inside a run (fast hand-offs), not after it (the next run may be another session's)
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     return options
 
 
 class SessionPool:
-    """``settings.sessions`` identical sessions over one graph."""
+    """Sessions over one graph, lent to one batch at a time (see ``PoolPlan``)."""
 
-    def __init__(self, model_path: Path, settings: Settings) -> None:
+    def __init__(self, model_path: Path, settings: Settings, cores: int | None = None) -> None:
         providers = choose_providers(settings)
-        self.sessions = [
-            ort.InferenceSession(str(model_path), _session_options(settings), providers=providers)
-            for _ in range(settings.sessions)
-        ]
+        self.plan = plan_pool(settings, providers[0] != CPU, cores or usable_cores())
+        plan = self.plan
+
+        def make(threads: int, spinning: bool) -> ort.InferenceSession:
+            options = _session_options(threads, spinning)
+            return ort.InferenceSession(str(model_path), options, providers=providers)
+
+        self.lanes = [make(plan.lane_threads, spinning=plan.lanes == 1) for _ in range(plan.lanes)]
+        self.solo = make(plan.solo_threads, spinning=True) if plan.solo_threads else None
+        self.sessions = self.lanes + ([self.solo] if self.solo is not None else [])
         first = self.sessions[0]
         self.providers: list[str] = first.get_providers()
         if settings.device == "cuda" and CUDA not in self.providers:
@@ -78,31 +109,63 @@ class SessionPool:
         self.spec = ModelSpec.from_graph(meta, list(inputs["image"].shape))
         overridable = {i.name for i in first.get_overridable_initializers()}
         self.has_output_size = "output_size" in inputs or "output_size" in overridable
-        self._free: asyncio.Queue[ort.InferenceSession] = asyncio.Queue()
-        for session in self.sessions:
-            self._free.put_nowait(session)
+        self._free_lanes = list(self.lanes)
+        self._solo_busy = False
+        self._busy = 0
+        self._released = asyncio.Event()
+        self.idle_since = time.monotonic()  # when the last busy session was given back
         self._executor = ThreadPoolExecutor(max_workers=len(self.sessions), thread_name_prefix="ort")
         log.info(
-            "loaded %s: %d session(s), providers %s, %d intra-op thread(s) each",
+            "loaded %s: providers %s, %d session(s) of %d intra-op thread(s)%s",
             model_path.name,
-            len(self.sessions),
             self.providers,
-            settings.threads_per_session(),
+            plan.lanes,
+            plan.lane_threads,
+            f" + a solo session of {plan.solo_threads} for lone requests" if self.solo is not None else "",
         )
 
     @property
     def size(self) -> int:
-        return len(self.sessions)
+        """Sessions that run side by side (the solo session replaces them, it never joins them)."""
+        return len(self.lanes)
 
-    def idle(self) -> int:
-        return self._free.qsize()
+    @property
+    def on_cuda(self) -> bool:
+        return CUDA in self.providers
 
-    async def acquire(self) -> ort.InferenceSession:
-        """Borrow a free session (waits for one); give it back with ``release``."""
-        return await self._free.get()
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    async def acquire(self, alone: bool = False) -> ort.InferenceSession:
+        """Borrow a session (give it back with ``release``).
+
+        ``alone`` (a lone request on an idle server) gets the solo session when there is one; otherwise a
+        free lane, waiting while the solo session runs (it already uses every core).
+        """
+        while True:
+            if alone and self.solo is not None and self._busy == 0:
+                self._solo_busy = True
+                self._busy += 1
+                return self.solo
+            if self._free_lanes and not self._solo_busy:
+                self._busy += 1
+                return self._free_lanes.pop()
+            self._released.clear()
+            await self._released.wait()
 
     def release(self, session: ort.InferenceSession) -> None:
-        self._free.put_nowait(session)
+        if session is self.solo:
+            self._solo_busy = False
+        else:
+            self._free_lanes.append(session)
+        self._busy -= 1
+        if self._busy == 0:
+            self.idle_since = time.monotonic()
+        self._released.set()
+
+    def kind(self, session: ort.InferenceSession) -> str:
+        return "solo" if session is self.solo else "lane"
 
     def _feeds(self, images: np.ndarray, output_size: tuple[int, int]) -> dict[str, np.ndarray]:
         feeds = {"image": images}

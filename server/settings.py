@@ -45,7 +45,12 @@ class Settings(BaseSettings):
     # runtime
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="execution provider choice")
     device_id: int = Field(0, ge=0, description="CUDA device index")
-    sessions: int = Field(1, ge=1, description="ONNX Runtime sessions in the pool")
+    sessions: int = Field(
+        0,
+        ge=0,
+        description="ONNX Runtime sessions run side by side; 0 = auto: 1 on CUDA, on CPU 2 "
+        "plus a solo all-core session for a request that has the server to itself",
+    )
     intra_op_threads: int = Field(0, ge=0, description="threads per session, 0 = cores / sessions")
     cudnn_conv_algo_search: Literal["HEURISTIC", "EXHAUSTIVE", "DEFAULT"] = Field(
         "HEURISTIC", description="CUDA EP cuDNN convolution algorithm search"
@@ -53,7 +58,9 @@ class Settings(BaseSettings):
     gpu_mem_limit_mib: int = Field(0, ge=0, description="CUDA arena limit in MiB, 0 = unlimited")
     warmup_runs: int = Field(1, ge=0, description="warm-up inferences per session before ready")
     # batching
-    max_batch_size: int = Field(8, ge=1, description="largest batch the batcher forms")
+    max_batch_size: int = Field(
+        0, ge=0, description="largest batch the batcher forms; 0 = auto: 8 on CUDA, 1 on CPU"
+    )
     max_queue_delay_ms: float = Field(5.0, ge=0, description="how long a batch waits to fill")
     max_queue_size: int = Field(64, ge=1, description="requests waiting for a session; beyond: 503")
     request_timeout_ms: float = Field(30000.0, gt=0, description="default per-request deadline")
@@ -67,12 +74,6 @@ class Settings(BaseSettings):
     overlay_alpha: float = Field(0.5, ge=0, le=1, description="mask opacity for format=overlay")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     graceful_timeout_s: float = Field(30.0, gt=0, description="SIGTERM: time to finish in-flight work")
-
-    def threads_per_session(self) -> int:
-        """Intra-op threads: explicit, or the usable cores split across the sessions."""
-        if self.intra_op_threads:
-            return self.intra_op_threads
-        return max(1, usable_cores() // self.sessions)
 
 
 def usable_cores() -> int:

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
+import pytest
 
 from tests.server.conftest import MAX_QUEUE_SIZE
 from tests.server.live import Served, batches_over_one, image_bytes, metric_value, png_mask
@@ -95,3 +96,22 @@ def test_client_disconnect_drops_the_request(served: Served) -> None:
         timeout=60,
     )
     assert good.status_code == 200
+
+
+def test_lone_requests_get_the_solo_session_and_bursts_the_lanes(served: Served) -> None:
+    batching = httpx.get(f"{served.url}/v1/model", timeout=30).json()["batching"]
+    if not batching["solo_session_threads"]:
+        pytest.skip("one usable core: the pool has no solo session")
+    assert batching["sessions"] == 2 and batching["intra_op_threads"] >= 1
+
+    def runs() -> tuple[float, float]:
+        text = served.metrics()
+        return tuple(metric_value(text, "segformer_session_runs_total", session=k) for k in ("solo", "lane"))
+
+    solo, lane = runs()
+    for seed in range(3):  # one at a time: each has the server to itself
+        assert _post_native(served.url, image_bytes(64, 96, "PNG", seed=seed)).status_code == 200
+    assert runs() == (solo + 3, lane)
+    bodies = [image_bytes(64 + 32 * (i % 4), 96, "PNG", seed=i) for i in range(8)]  # 4 batch keys
+    assert [a.status_code for a in asyncio.run(_burst(served.url, bodies, {"mode": "native"}))] == [200] * 8
+    assert runs()[1] > lane
