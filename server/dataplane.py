@@ -10,9 +10,11 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
+from PIL import Image
 from pydantic import BaseModel
 
 from server import errors, imaging
@@ -44,12 +46,23 @@ class ClassStat(BaseModel):
 
 @dataclass
 class SegmentResult:
+    """A mask and what the transports answer with; ``classes`` is computed on first use, in the worker
+    thread where the transport encodes the response (one thread hop fewer per request)."""
+
     mask: np.ndarray  # [H, W] uint8 | uint16 at the original size
     width: int
     height: int
-    classes: list[ClassStat]
+    spec: ModelSpec
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
-    image: np.ndarray | None = None  # decoded RGB [H, W, 3]
+    image: Image.Image | None = None  # the decoded RGB image
+
+    @cached_property
+    def classes(self) -> list[ClassStat]:
+        start = time.monotonic()
+        classes = _class_stats(self.mask, self.spec)
+        self.timings["postprocess"] = time.monotonic() - start
+        STAGE_SECONDS.labels("postprocess").observe(self.timings["postprocess"])
+        return classes
 
 
 class ModelClass(BaseModel):
@@ -86,12 +99,26 @@ class ModelDescription(BaseModel):
 
 def _class_stats(mask: np.ndarray, spec: ModelSpec) -> list[ClassStat]:
     """Pixels and fraction of the image per class present in ``mask``."""
-    counts = np.bincount(mask.ravel(), minlength=spec.num_labels)
+    if mask.dtype == np.uint8:  # PIL's C histogram: no int64 copy of the mask, unlike np.bincount
+        counts = np.asarray(Image.fromarray(mask).histogram(), dtype=np.int64)
+    else:
+        counts = np.bincount(mask.ravel(), minlength=spec.num_labels)
     total = float(mask.size)
     return [
         ClassStat(id=int(i), label=spec.label(int(i)), pixels=int(counts[i]), fraction=counts[i] / total)
         for i in np.flatnonzero(counts)
     ]
+
+
+def _prepare(data: bytes, mode: Mode, s: Settings, spec: ModelSpec) -> tuple[Image.Image, np.ndarray, float]:
+    """Decode and resize in one worker-thread hop: (image, model input, when decoding ended)."""
+    image = imaging.open_image(data, s.max_image_pixels, s.max_image_side)
+    decoded_at = time.monotonic()
+    if mode == "resize":
+        size = spec.inference_size
+    else:
+        size = imaging.native_size(image.height, image.width, s.native_max_side)
+    return image, imaging.resize_bilinear(image, size), decoded_at
 
 
 class DataPlane:
@@ -191,33 +218,21 @@ class DataPlane:
             raise errors.invalid_argument(f"unknown mode {mode!r}; use resize or native")
         timings: dict[str, float] = {}
 
-        def stage(name: str, since: float) -> float:
-            now = time.monotonic()
-            timings[name] = now - since
-            STAGE_SECONDS.labels(name).observe(timings[name])
-            return now
+        def record(name: str, seconds: float) -> None:
+            timings[name] = seconds
+            STAGE_SECONDS.labels(name).observe(seconds)
 
         with self.batcher.arriving():  # batches forming meanwhile may wait for this request
-            image = await asyncio.to_thread(
-                imaging.decode_image, request.image, s.max_image_pixels, s.max_image_side
-            )
-            t = stage("decode", start)
-            height, width = image.shape[:2]
-            max_side = s.native_max_side
-            size = spec.inference_size if mode == "resize" else imaging.native_size(height, width, max_side)
-            resized = await asyncio.to_thread(imaging.resize_bilinear, image, size)
-            t = stage("preprocess", t)
+            image, resized, decoded_at = await asyncio.to_thread(_prepare, request.image, mode, s, spec)
+            record("decode", decoded_at - start)
+            record("preprocess", time.monotonic() - decoded_at)
         if time.monotonic() >= deadline:
             raise errors.deadline_exceeded("the deadline expired before inference")
-        mask, queued, inferred = await self.batcher.infer(resized, (height, width), deadline)
-        timings["queue"], timings["inference"] = queued, inferred
-        STAGE_SECONDS.labels("queue").observe(queued)
-        STAGE_SECONDS.labels("inference").observe(inferred)
-        t = time.monotonic()
-        classes = await asyncio.to_thread(_class_stats, mask, spec)
-        stage("postprocess", t)
-        stage("total", start)
-        return SegmentResult(mask, width, height, classes, timings, image)
+        mask, queued, inferred = await self.batcher.infer(resized, (image.height, image.width), deadline)
+        record("queue", queued)
+        record("inference", inferred)
+        record("total", time.monotonic() - start)
+        return SegmentResult(mask, image.width, image.height, spec, timings, image)
 
     async def close(self) -> None:
         """Finish queued work and stop the batcher and the pool's threads."""

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 import time
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -21,7 +23,16 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
 
 
 def decode_image(data: bytes, max_pixels: int, max_side: int) -> np.ndarray:
-    """Decode ``data`` to uint8 RGB ``[H, W, 3]`` or raise a 400 ``ServeError``.
+    """Decode ``data`` to uint8 RGB ``[H, W, 3]`` or raise a 400 ``ServeError`` (see ``open_image``)."""
+    image = open_image(data, max_pixels, max_side)
+    array = np.asarray(image, dtype=np.uint8)
+    if array.shape != (image.height, image.width, 3):
+        raise errors.corrupt_image(f"decoded to unexpected shape {array.shape}")
+    return array
+
+
+def open_image(data: bytes, max_pixels: int, max_side: int) -> Image.Image:
+    """Decode ``data`` to a loaded RGB PIL image or raise a 400 ``ServeError``.
 
     Only the first frame of animated/multi-page images is used; alpha is dropped (like
     ``Image.convert("RGB")`` in the reference pipeline); EXIF orientation is not applied.
@@ -38,35 +49,37 @@ def decode_image(data: bytes, max_pixels: int, max_side: int) -> np.ndarray:
         ) from None
     except Exception as exc:  # PIL raises many types on malformed headers
         raise errors.corrupt_image(f"unreadable image header: {type(exc).__name__}") from None
-    with image:
-        width, height = image.size
-        if width <= 0 or height <= 0:
-            raise errors.corrupt_image(f"invalid image size {width}x{height}")
-        if max(width, height) > max_side or width * height > max_pixels:
-            raise errors.image_too_large(
-                f"image is {width}x{height}; the limits are {max_side} pixels per side and "
-                f"{max_pixels} pixels in total"
-            )
-        try:
-            image.load()
-            rgb = image.convert("RGB")
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise errors.image_too_large(str(exc)) from None
-        except Exception as exc:  # truncated or corrupt pixel data
-            raise errors.corrupt_image(f"corrupt image data: {type(exc).__name__}: {exc}") from None
-    array = np.asarray(rgb, dtype=np.uint8)
-    if array.shape != (height, width, 3):
-        raise errors.corrupt_image(f"decoded to unexpected shape {array.shape}")
-    return array
+    # no ``with``: the source is in memory, and an RGB image is returned as decoded (no copy)
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise errors.corrupt_image(f"invalid image size {width}x{height}")
+    if max(width, height) > max_side or width * height > max_pixels:
+        raise errors.image_too_large(
+            f"image is {width}x{height}; the limits are {max_side} pixels per side and "
+            f"{max_pixels} pixels in total"
+        )
+    try:
+        image.load()
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise errors.image_too_large(str(exc)) from None
+    except Exception as exc:  # truncated or corrupt pixel data
+        raise errors.corrupt_image(f"corrupt image data: {type(exc).__name__}: {exc}") from None
+    if rgb.size != (width, height):
+        raise errors.corrupt_image(f"decoded to unexpected size {rgb.size}")
+    return rgb
 
 
-def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_bilinear(image: np.ndarray | Image.Image, size: tuple[int, int]) -> np.ndarray:
     """PIL bilinear resize of uint8 RGB to ``size`` = (height, width), exactly as SegformerImageProcessor."""
     height, width = size
-    if image.shape[:2] == (height, width):
-        return image
-    resized = Image.fromarray(image).resize((width, height), resample=Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.uint8)
+    if isinstance(image, np.ndarray):
+        if image.shape[:2] == (height, width):
+            return image
+        image = Image.fromarray(image)
+    if image.size != (width, height):
+        image = image.resize((width, height), resample=Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
 
 
 def native_size(height: int, width: int, max_side: int, multiple: int = 32) -> tuple[int, int]:
@@ -80,15 +93,29 @@ def native_size(height: int, width: int, max_side: int, multiple: int = 32) -> t
 
 
 def encode_mask_png(mask: np.ndarray) -> bytes:
-    """Lossless PNG of a label mask: 8-bit grey for uint8 masks, 16-bit grey for uint16."""
+    """Lossless PNG of a label mask: 8-bit grey for uint8 masks, 16-bit grey for uint16.
+
+    Written directly (no per-row filter, zlib level 1): label masks are long runs that deflate well
+    unfiltered, and this is ~3x faster than PIL's encoder, which spends its time choosing filters.
+    """
     start = time.perf_counter()
-    if mask.dtype != np.uint8:
-        mask = mask.astype(np.uint16)
-    image = Image.fromarray(np.ascontiguousarray(mask))  # uint8 -> "L", uint16 -> "I;16"
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
+    height, width = mask.shape
+    depth, sample = (8, np.dtype(np.uint8)) if mask.dtype == np.uint8 else (16, np.dtype(">u2"))
+    rows = np.empty((height, 1 + width * sample.itemsize), np.uint8)
+    rows[:, 0] = 0  # filter type "None" for every scanline
+    rows[:, 1:] = np.ascontiguousarray(mask, dtype=sample).view(np.uint8).reshape(height, -1)
+    header = struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 0)  # greyscale, no interlace
+    idat = zlib.compress(rows, 1)
+    png = b"".join((_PNG_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", idat), _chunk(b"IEND", b"")))
     STAGE_SECONDS.labels("encode").observe(time.perf_counter() - start)
-    return buffer.getvalue()
+    return png
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _chunk(tag: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", zlib.crc32(tag + payload))
 
 
 def palette_array(palette: list[tuple[int, int, int]], num_labels: int) -> np.ndarray:
@@ -99,11 +126,13 @@ def palette_array(palette: list[tuple[int, int, int]], num_labels: int) -> np.nd
     return table
 
 
-def overlay_png(image: np.ndarray, mask: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> bytes:
+def overlay_png(
+    image: np.ndarray | Image.Image, mask: np.ndarray, palette: np.ndarray, alpha: float = 0.5
+) -> bytes:
     """The RGB image blended with the class colours of ``mask`` (``alpha`` = mask opacity), as PNG."""
     start = time.perf_counter()
     colours = palette[np.minimum(mask, len(palette) - 1)]
-    blended = image.astype(np.float32) * (1.0 - alpha) + colours.astype(np.float32) * alpha
+    blended = np.asarray(image, dtype=np.float32) * (1.0 - alpha) + colours.astype(np.float32) * alpha
     buffer = io.BytesIO()
     Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8)).save(
         buffer, format="PNG", compress_level=1

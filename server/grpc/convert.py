@@ -86,13 +86,13 @@ def encode_mask(mask: np.ndarray, mask_format: int) -> pb.Mask:
 
 def segment_response(frame_id: int, result: Any, mask_format: int) -> pb.SegmentResponse:
     """A data plane ``SegmentResult`` as a response (encodes the mask: run it off the event loop)."""
+    classes = [  # first: computing them records the postprocess timing
+        pb.ClassStat(id=c.id, label=c.label, pixels=c.pixels, fraction=c.fraction) for c in result.classes
+    ]
     start = time.perf_counter()
     mask = encode_mask(result.mask, mask_format)
     timings = {name: float(seconds) for name, seconds in result.timings.items()}
     timings["encode"] = time.perf_counter() - start
-    classes = [
-        pb.ClassStat(id=c.id, label=c.label, pixels=c.pixels, fraction=c.fraction) for c in result.classes
-    ]
     return pb.SegmentResponse(frame_id=frame_id, mask=mask, classes=classes, timings=timings)
 
 
