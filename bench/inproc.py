@@ -2,6 +2,7 @@
 
 ``python -m bench.inproc ort GRAPH --batch 1 --output mask|logits|pipeline --threads 2 --out R.json [JPEGs]``
   (a) raw ONNX Runtime ``session.run`` on the same graph and thread budget: the ceiling for any server.
+  ``--sessions N`` splits the thread budget over N sessions looping side by side in N threads.
   ``mask``: the serving graph on pre-resized images with ``output_size`` = original size (run time only);
   ``logits``: the graph cut at ``logits`` (no upsample/argmax); ``pipeline``: JPEG bytes → PNG in-process
   (decode, resize, run, encode), timed per stage, to attribute what a server adds.
@@ -18,6 +19,7 @@ import os
 import resource
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
@@ -41,6 +43,13 @@ def timed_loop(
         latencies.append(time.perf_counter() - start)
         i += 1
     return latencies
+
+
+def side_by_side(steps: list[Callable[[int], None]], duration: float, warmup: int) -> list[float]:
+    """``timed_loop`` of every step at once, one thread each (ORT releases the GIL); all latencies."""
+    with ThreadPoolExecutor(len(steps)) as pool:
+        runs = list(pool.map(lambda step: timed_loop(step, duration, warmup=warmup), steps))
+    return [latency for run in runs for latency in run]
 
 
 def _hf_step(source: str, images: list[bytes], threads: int) -> Callable[[int], None]:
@@ -74,10 +83,16 @@ def measure(args: argparse.Namespace) -> RunResult:
         step, system, batch = _hf_step(args.source, images, args.threads), "hf-transformers", 1
         stages: dict[str, float] = {}
     else:
-        case = OrtCase(Path(args.source), args.threads, args.output, args.batch, images)
-        step, system, batch, stages = case.step, f"ort-{args.output}", args.batch, case.stages
+        threads = max(1, args.threads // args.sessions)
+        cases = [
+            OrtCase(Path(args.source), threads, args.output, args.batch, images) for _ in range(args.sessions)
+        ]
+        step, system, batch, stages = cases[0].step, f"ort-{args.output}", args.batch, cases[0].stages
     wall0, cpu1 = time.perf_counter(), os.times()
-    latencies = timed_loop(step, args.duration, warmup=args.warmup)
+    if args.kind == "ort" and args.sessions > 1:
+        latencies = side_by_side([c.step for c in cases], args.duration, args.warmup)
+    else:
+        latencies = timed_loop(step, args.duration, warmup=args.warmup)
     wall, cpu2 = time.perf_counter() - wall0, os.times()
     used = (cpu2.user + cpu2.system) - (cpu1.user + cpu1.system)
     return summarize(
@@ -102,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", choices=["mask", "logits", "pipeline"], default="mask")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sessions", type=int, default=1, help="ort: sessions side by side")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--system", default=None, help="name to report (default: derived)")

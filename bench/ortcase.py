@@ -78,17 +78,19 @@ class OrtCase:
             self._pipeline(k)
 
     def _pipeline(self, k: int) -> None:
+        """The server's own image code (``server.imaging``), without transport, batcher or threads."""
+        from server import imaging
+
         t0 = time.perf_counter()
-        image = Image.open(io.BytesIO(self.jpegs[k])).convert("RGB")
+        image = imaging.open_image(self.jpegs[k], 1 << 40, 1 << 20)
         t1 = time.perf_counter()
-        batch = np.stack([resize(image, self.size)] * self.batch)
+        batch = np.stack([imaging.resize_bilinear(image, self.size)] * self.batch)
         t2 = time.perf_counter()
         size = np.array([image.height, image.width], dtype=np.int64)
         (masks,) = self.session.run(["mask"], {"image": batch, "output_size": size})
         t3 = time.perf_counter()
         for mask in masks:
-            buf = io.BytesIO()
-            Image.fromarray(mask).save(buf, format="PNG", compress_level=1)
+            imaging.encode_mask_png(mask)
         t4 = time.perf_counter()
         for name, dt in zip(self.stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             self.stages[name] += dt

@@ -17,10 +17,12 @@ SERVED = {
     "ours-rest-full": "tab:purple",
     "ours-rest-topk": "tab:brown",
     "pytriton": "tab:cyan",
+    "pytriton-b1": "tab:pink",
 }
 CEILINGS = {
     "ort-mask": ("raw ORT mask, batch 1", "tab:green"),
     "ort-mask-b4": ("raw ORT mask, batch 4", "tab:olive"),
+    "ort-mask-2s": ("raw ORT mask, 2 sessions side by side", "tab:green"),
     "ort-logits": ("raw ORT logits only", "tab:gray"),
     "hf-transformers": ("HF transformers", "tab:red"),
 }

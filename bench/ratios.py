@@ -64,14 +64,20 @@ def ceiling_b1(results: list[Result]) -> Result | None:
 def compute(results: list[Result], duel: dict[str, Any] | None = None) -> list[Ratio]:
     ours = peak(results, "ours")
     b1 = ceiling_b1(results)
-    ort_rows = [r for r in (b1, pick(results, "ort-mask-b4")) if r]
+    ort_rows = [r for r in (b1, pick(results, "ort-mask-b4"), pick(results, "ort-mask-2s")) if r]
     ort = max(ort_rows, key=lambda r: r["images_per_s"]) if ort_rows else None
     ratios = [
-        _ratio("throughput ours / raw ORT (best of batch 1, 4)", ours, ort, 0.9),
-        _ratio("throughput ours / raw ORT batch 1", ours, b1, 0.9),
+        _ratio("throughput ours / raw ORT (best of batch 1, batch 4, 2 sessions)", ours, ort, 0.9),
+        _ratio("throughput ours / raw ORT batch 1, one session", ours, b1, 0.9),
         _ratio("throughput ours / HF transformers", ours, pick(results, "hf-transformers"), 2.0),
-        _ratio("throughput ours / PyTriton (peaks)", ours, peak(results, "pytriton"), 1.3),
+        _ratio("throughput ours / PyTriton as anchored (peaks)", ours, peak(results, "pytriton"), 1.3),
     ]
+    best_triton = peak(results, "pytriton-b1")
+    if ours and best_triton:
+        value = ours["images_per_s"] / best_triton["images_per_s"]
+        detail = f"{ours['images_per_s']:.2f} img/s ({_where(ours)})"
+        detail += f" / {best_triton['images_per_s']:.2f} img/s ({_where(best_triton)})"
+        ratios.append(Ratio("throughput ours / PyTriton batching off (info)", value, "—", None, detail))
     ours_eff, base_eff = (efficiency(r) if r else None for r in (ours, b1))
     if ours_eff and base_eff:
         value = ours_eff / base_eff

@@ -27,16 +27,20 @@ DESCRIPTIONS = {
     "ort-logits": "raw ORT `session.run`, graph cut at `logits` (no upsample/argmax), pre-resized input",
     "ort-mask": "raw ORT `session.run` of the serving graph (mask at original size), pre-resized input",
     "ort-mask-b4": "the same, batches of 4 (latency is per batch)",
+    "ort-mask-2s": "the same, batch 1, two sessions of half the threads looping side by side",
     "ort-mask-again": "`ort-mask` measured again at the end of the run (drift check)",
     "ort-mask-full": "raw ORT `session.run`, `--upsample full` graph (all 150 channels upsampled)",
     "ort-mask-topk": "raw ORT `session.run`, graph exported with `--upsample topk`",
-    "ort-pipeline": "in-process JPEG → decode → resize → `session.run` → PNG, no transport",
+    "ort-pipeline": "in-process JPEG → decode → resize → `session.run` → PNG (the server's `imaging` code), "
+    "one session, no transport",
     "hf-transformers": "`SegformerImageProcessorPil` + eager model + `post_process_semantic_segmentation`",
     "ours-rest": "segformer-serve, REST `POST /v1/segment` (JPEG body → PNG mask)",
     "ours-grpc": "segformer-serve, gRPC unary `Segment`",
     "ours-rest-full": "segformer-serve on the `--upsample full` graph, REST",
     "ours-rest-topk": "segformer-serve on the `--upsample topk` graph, REST",
-    "pytriton": "PyTriton 0.7.0 (Triton 2.51 core, dynamic batcher) serving the same graph, JPEG → PNG",
+    "pytriton": "PyTriton 0.7.0 (Triton 2.51 core) serving the same graph, JPEG → PNG, one ORT session "
+    "behind Triton's dynamic batcher as the issue's anchor ran it (max batch 4, 10 ms queue delay)",
+    "pytriton-b1": "the same PyTriton with batching off (max batch 1): its best setting on this CPU",
 }
 
 

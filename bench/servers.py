@@ -89,16 +89,27 @@ class OurServer:
 
 
 def start_server(graph: Path, workdir: Path, threads: int, extra: list[str] | None = None) -> OurServer:
-    """``segformer-serve --model GRAPH`` on free loopback ports; returns once ``/readyz`` answers 200."""
+    """``segformer-serve --model GRAPH`` on free loopback ports; returns once ``/readyz`` answers 200.
+
+    The server runs with its default pool, which sizes itself from the cores it may use; a thread budget
+    below the machine's cores is given to it as a CPU affinity of ``threads`` cores.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     port, grpc_port = free_port(), free_port()
     cmd = [*_tool("segformer-serve"), "--model", str(graph), "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--grpc-port", str(grpc_port), "--intra-op-threads", str(threads), "--log-level", "warning"]
+    cmd += ["--grpc-port", str(grpc_port), "--log-level", "warning"]
     cmd += ["--cache-dir", str(workdir / "cache"), *(extra or [])]
+    cores = sorted(os.sched_getaffinity(0))
+    pin = None if threads >= len(cores) else cores[:threads]
     log = workdir / f"server-{graph.stem}.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            cmd, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+            cmd,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+            preexec_fn=None if pin is None else lambda: os.sched_setaffinity(0, pin),
         )
     server = OurServer(process, f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}", log)
     if wait_ready(process, f"{server.url}/readyz", "segformer-serve", log, poll_s=0.3):

@@ -20,8 +20,9 @@ from bench.common import write_json
 from bench.servers import ROOT, export_graph, start_server
 from bench.triton_env import ensure_venv, start_triton
 
-# PyTriton's dynamic batcher gets our server's defaults (--max-batch-size 8, --max-queue-delay-ms 5)
-TRITON_MAX_BATCH, TRITON_DELAY_US = 8, 5000
+# PyTriton as the anchor ran it (Triton's dynamic batcher, max batch 4, 10 ms queue delay), and
+# with batching off, its best setting on a CPU (batches are slower per image there: see ort-mask-b4)
+TRITON_CONFIGS = [("pytriton", 4, 10_000), ("pytriton-b1", 1, 0)]
 
 
 @dataclass
@@ -65,9 +66,12 @@ def _python(module: str, *args: str) -> None:
     subprocess.run([sys.executable, "-m", module, *args], check=True, cwd=ROOT)
 
 
-def inproc(plan: Plan, kind: str, source: str, system: str, output: str = "mask", batch: int = 1) -> None:
+def inproc(
+    plan: Plan, kind: str, source: str, system: str, output: str = "mask", batch: int = 1, sessions: int = 1
+) -> None:
     out = plan.work / "raw" / f"{system}.json"
     args = [kind, source, "--output", output, "--batch", str(batch), "--threads", str(plan.threads)]
+    args += ["--sessions", str(sessions)]
     args += ["--duration", str(plan.baseline_duration), "--system", system, "--out", str(out)]
     _python("bench.inproc", *args, *map(str, plan.images))
     plan.record(json.loads(out.read_text()))
@@ -136,13 +140,13 @@ def serve_phase(plan: Plan, graph: Path, suffix: str = "") -> None:
         server.stop()
 
 
-def triton_phase(plan: Plan, graph: Path) -> None:
+def triton_phase(plan: Plan, graph: Path, system: str, max_batch: int, delay_us: int) -> None:
     python = ensure_venv(plan.triton_venv)
     workdir = plan.work / "triton"
-    triton = start_triton(python, graph, workdir, plan.threads, TRITON_MAX_BATCH, TRITON_DELAY_US)
+    triton = start_triton(python, graph, workdir, plan.threads, max_batch, delay_us)
     try:
         for c in plan.concurrency:
-            load(plan, "triton", triton.url, triton.process.pid, "pytriton", c)
+            load(plan, "triton", triton.url, triton.process.pid, system, c)
     finally:
         triton.stop()
 
@@ -167,10 +171,15 @@ def run(plan: Plan) -> Plan:
     other = "-" + ("full" if plan.upsample == "topk" else "topk")
     with phase(plan, "raw ORT logits-only"):
         inproc(plan, "ort", str(g["logits"]), "ort-logits", output="logits")
-    ceilings = [("ort-mask", "mask", 1), ("ort-mask-b4", "mask", 4), ("ort-pipeline", "pipeline", 1)]
-    for system, output, batch in ceilings:
+    ceilings = [
+        ("ort-mask", "mask", 1, 1),
+        ("ort-mask-b4", "mask", 4, 1),
+        ("ort-mask-2s", "mask", 1, 2),
+        ("ort-pipeline", "pipeline", 1, 1),
+    ]
+    for system, output, batch, sessions in ceilings:
         with phase(plan, system):
-            inproc(plan, "ort", str(g["main"]), system, output=output, batch=batch)
+            inproc(plan, "ort", str(g["main"]), system, output=output, batch=batch, sessions=sessions)
     if "compare" in g:
         with phase(plan, f"raw ORT{other}"):
             inproc(plan, "ort", str(g["compare"]), f"ort-mask{other}")
@@ -180,8 +189,9 @@ def run(plan: Plan) -> Plan:
         with phase(plan, f"segformer-serve{other}"):
             serve_phase(plan, g["compare"], other)
     if plan.triton:
-        with phase(plan, "PyTriton"):
-            triton_phase(plan, g["main"])
+        for system, max_batch, delay_us in TRITON_CONFIGS:
+            with phase(plan, system):
+                triton_phase(plan, g["main"], system, max_batch, delay_us)
     if plan.hf:
         with phase(plan, "transformers"):
             inproc(plan, "hf", plan.hf_source, "hf-transformers")

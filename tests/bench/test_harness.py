@@ -42,11 +42,14 @@ def test_triton_request_is_kserve_v2_binary() -> None:
     assert body[split:] == struct.pack("<I", 4) + b"JPEG"
 
 
-@pytest.mark.parametrize(("output", "batch"), [("mask", 1), ("mask", 2), ("logits", 1), ("pipeline", 1)])
-def test_raw_ort_baseline(tiny_graph: Path, tmp_path: Path, output: str, batch: int) -> None:
+@pytest.mark.parametrize(
+    ("output", "batch", "sessions"),
+    [("mask", 1, 1), ("mask", 2, 1), ("mask", 1, 2), ("logits", 1, 1), ("pipeline", 1, 1)],
+)
+def test_raw_ort_baseline(tiny_graph: Path, tmp_path: Path, output: str, batch: int, sessions: int) -> None:
     out = tmp_path / "r.json"
     args = ["ort", str(tiny_graph), "--output", output, "--batch", str(batch), "--duration", "0.2"]
-    inproc_main([*args, "--out", str(out)])
+    inproc_main([*args, "--sessions", str(sessions), "--out", str(out)])
     result = json.loads(out.read_text())
     assert result["system"] == f"ort-{output}" and result["batch"] == batch
     assert result["requests"] >= 3 and result["images_per_s"] > 0 and result["peak_rss_mb"] > 0
@@ -63,18 +66,21 @@ def test_ratios_report_and_plots(tmp_path: Path) -> None:
     results = [
         _row("ort-mask", 1, 5.0, 200.0),
         _row("ort-mask-b4", 4, 5.5, 700.0),
+        _row("ort-mask-2s", 1, 5.4, 370.0),
         _row("ort-mask-full", 1, 4.0, 250.0),
         _row("hf-transformers", 1, 2.0, 500.0),
         _row("ours-rest", 1, 4.8, 205.0),
         _row("ours-rest", 4, 5.2, 760.0),
         _row("ours-grpc", 4, 5.1, 770.0),
         _row("pytriton", 4, 4.0, 1000.0),
+        _row("pytriton-b1", 4, 4.5, 900.0),
     ]
     computed = {r.name: r for r in ratios.compute(results)}
-    best = computed["throughput ours / raw ORT (best of batch 1, 4)"]
+    best = computed["throughput ours / raw ORT (best of batch 1, batch 4, 2 sessions)"]
     assert best.value == pytest.approx(5.2 / 5.5) and best.met is True
     assert computed["throughput ours / HF transformers"].met is True
-    assert computed["throughput ours / PyTriton (peaks)"].value == pytest.approx(1.3)
+    assert computed["throughput ours / PyTriton as anchored (peaks)"].value == pytest.approx(1.3)
+    assert computed["throughput ours / PyTriton batching off (info)"].value == pytest.approx(5.2 / 4.5)
     assert computed["p50 at c=1: ours − raw ORT (ms)"].value == pytest.approx(5.0)
     assert computed["speed-up top-K / full upsample, raw ORT batch 1"].value == pytest.approx(5.0 / 4.0)
     assert "ours-grpc" in report.console(results, list(computed.values()))
