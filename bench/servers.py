@@ -49,7 +49,7 @@ def export_graph(
     fresh: bool = False,
     extra: list[str] | None = None,
 ) -> Path:
-    """``segformer-export SOURCE -o OUT`` (with ``--outputs``/``--upsample`` when not the defaults)."""
+    """``segformer-export SOURCE -o OUT --upsample MODE`` (and ``--outputs`` when not the default)."""
     if not fresh and not _stale(out):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -57,8 +57,7 @@ def export_graph(
     cmd = [*_tool("segformer-export"), source, "-o", str(out), "--no-verify"]
     if outputs != "mask":
         cmd += ["--outputs", outputs]
-    if upsample != "full":
-        cmd += ["--upsample", upsample]
+    cmd += ["--upsample", upsample]  # always explicit: the exporter's default has changed before
     cmd += extra or []
     print(f"[bench] exporting {source} -> {out.name}", flush=True)
     start = time.monotonic()
