@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -82,7 +83,7 @@ def one(args: argparse.Namespace, variant: str, precision: str, work: Path) -> l
         row["providers"] = session.get_providers()
         row["ceiling_b1"], row["ceiling_b4"] = ceiling(session, image, 1), ceiling(session, image, 4)
         flags = ["--device", args.device, "--native-max-side", str(max(height, width))]
-        server = start_server(graph, work / "server", 4, flags)
+        server = start_server(graph, work / "server", len(os.sched_getaffinity(0)), flags)  # every core
         try:
             query = "" if size == "512x512" else "?mode=native"
             with urllib.request.urlopen(f"{server.url}/v1/model", timeout=10) as answer:

@@ -95,8 +95,9 @@ def native_size(height: int, width: int, max_side: int, multiple: int = 32) -> t
 def encode_mask_png(mask: np.ndarray) -> bytes:
     """Lossless PNG of a label mask: 8-bit grey for uint8 masks, 16-bit grey for uint16.
 
-    Written directly (no per-row filter, zlib level 1): label masks are long runs that deflate well
-    unfiltered, and this is ~3x faster than PIL's encoder, which spends its time choosing filters.
+    Written directly (no per-row filter, deflate level 1 with the run-length strategy): label masks are
+    long runs, and this is ~3x faster than PIL's encoder (which spends its time choosing filters) and
+    ~40 % smaller (a 683x512 ADE20K mask: 4.4 KB vs 7.7 KB).
     """
     start = time.perf_counter()
     height, width = mask.shape
@@ -105,7 +106,8 @@ def encode_mask_png(mask: np.ndarray) -> bytes:
     rows[:, 0] = 0  # filter type "None" for every scanline
     rows[:, 1:] = np.ascontiguousarray(mask, dtype=sample).view(np.uint8).reshape(height, -1)
     header = struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 0)  # greyscale, no interlace
-    idat = zlib.compress(rows, 1)
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)  # runs of labels: RLE is the fit
+    idat = deflate.compress(rows) + deflate.flush()
     png = b"".join((_PNG_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", idat), _chunk(b"IEND", b"")))
     STAGE_SECONDS.labels("encode").observe(time.perf_counter() - start)
     return png
