@@ -7,6 +7,7 @@ pool), and ORT releases the GIL, so N sessions run N batches in parallel.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -68,8 +69,23 @@ def plan_pool(settings: Settings, on_cuda: bool, cores: int) -> PoolPlan:
     return PoolPlan(2, settings.intra_op_threads or cores // 2, solo_threads=cores)
 
 
-def _session_options(threads: int, spinning: bool) -> ort.SessionOptions:
+@functools.cache
+def _register_shared_cpu_arena() -> None:
+    """One CPU arena in ORT's process-wide environment (registered once per process).
+
+    Sessions made with ``session.use_env_allocators=1`` allocate from it instead of each keeping its own
+    arena at its own high-water mark: the solo session and the lanes never run at once, so they can
+    share (B0, solo + 2 lanes, raw ORT: peak RSS 780 -> 450 MB, same speed).
+    """
+    info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+    ort.create_and_register_allocator(info, ort.OrtArenaCfg(0, -1, -1, -1))  # ORT's default arena settings
+
+
+def _session_options(threads: int, spinning: bool, shared_arena: bool) -> ort.SessionOptions:
     options = ort.SessionOptions()
+    if shared_arena:
+        _register_shared_cpu_arena()
+        options.add_session_config_entry("session.use_env_allocators", "1")
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -89,8 +105,10 @@ class SessionPool:
         self.plan = plan_pool(settings, providers[0] != CPU, cores or usable_cores())
         plan = self.plan
 
+        shared_arena = plan.lanes + (1 if plan.solo_threads else 0) > 1
+
         def make(threads: int, spinning: bool) -> ort.InferenceSession:
-            options = _session_options(threads, spinning)
+            options = _session_options(threads, spinning, shared_arena)
             return ort.InferenceSession(str(model_path), options, providers=providers)
 
         self.lanes = [make(plan.lane_threads, spinning=plan.lanes == 1) for _ in range(plan.lanes)]
