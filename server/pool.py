@@ -102,10 +102,8 @@ class SessionPool:
 
     def __init__(self, model_path: Path, settings: Settings, cores: int | None = None) -> None:
         providers = choose_providers(settings)
-        self.plan = plan_pool(settings, providers[0] != CPU, cores or usable_cores())
-        plan = self.plan
-
-        shared_arena = plan.lanes + (1 if plan.solo_threads else 0) > 1
+        self.plan = plan = plan_pool(settings, providers[0] != CPU, cores or usable_cores())
+        shared_arena = plan.lanes > 1 or plan.solo_threads > 0
 
         def make(threads: int, spinning: bool) -> ort.InferenceSession:
             options = _session_options(threads, spinning, shared_arena)
@@ -129,7 +127,6 @@ class SessionPool:
         self.has_output_size = "output_size" in inputs or "output_size" in overridable
         self._free_lanes = list(self.lanes)
         self._solo_busy = False
-        self._busy = 0
         self._released = asyncio.Event()
         self.idle_since = time.monotonic()  # when the last busy session was given back
         self._executor = ThreadPoolExecutor(max_workers=len(self.sessions), thread_name_prefix="ort")
@@ -153,7 +150,8 @@ class SessionPool:
 
     @property
     def busy(self) -> int:
-        return self._busy
+        """Sessions lent out now."""
+        return len(self.lanes) - len(self._free_lanes) + self._solo_busy
 
     async def acquire(self, alone: bool = False) -> ort.InferenceSession:
         """Borrow a session (give it back with ``release``).
@@ -162,12 +160,10 @@ class SessionPool:
         free lane, waiting while the solo session runs (it already uses every core).
         """
         while True:
-            if alone and self.solo is not None and self._busy == 0:
+            if alone and self.solo is not None and self.busy == 0:
                 self._solo_busy = True
-                self._busy += 1
                 return self.solo
             if self._free_lanes and not self._solo_busy:
-                self._busy += 1
                 return self._free_lanes.pop()
             self._released.clear()
             await self._released.wait()
@@ -177,8 +173,7 @@ class SessionPool:
             self._solo_busy = False
         else:
             self._free_lanes.append(session)
-        self._busy -= 1
-        if self._busy == 0:
+        if self.busy == 0:
             self.idle_since = time.monotonic()
         self._released.set()
 
