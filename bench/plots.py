@@ -22,7 +22,7 @@ SERVED = {
 CEILINGS = {
     "ort-mask": ("raw ORT mask, batch 1", "tab:green"),
     "ort-mask-b4": ("raw ORT mask, batch 4", "tab:olive"),
-    "ort-mask-2s": ("raw ORT mask, 2 sessions side by side", "tab:green"),
+    "ort-mask-2s": ("raw ORT mask, 2 sessions side by side", "black"),
     "ort-logits": ("raw ORT logits only", "tab:gray"),
     "hf-transformers": ("HF transformers", "tab:red"),
 }
