@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -116,6 +117,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stop_session(process: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM ``process``; after ``grace_s`` kill its whole session (we started it with
+    ``start_new_session``: the server and its children, nothing else)."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def wait_ready(process: subprocess.Popen[bytes], url: str, what: str, log: Path, poll_s: float) -> bool:

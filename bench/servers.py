@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import free_port, wait_ready
+from bench.common import free_port, stop_session, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,13 +77,7 @@ class OurServer:
         return self.process.pid
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)  # the session we started, nothing else
-                self.process.wait(timeout=10)
+        stop_session(self.process, grace_s=40)
 
 
 def start_server(graph: Path, workdir: Path, threads: int, extra: list[str] | None = None) -> OurServer:

@@ -7,13 +7,12 @@ PyTriton pins numpy < 2 and downgrades protobuf, so it never goes into the proje
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import free_port, wait_ready
+from bench.common import free_port, stop_session, wait_ready
 
 PACKAGES = ["nvidia-pytriton==0.7.0", "tritonclient[http,grpc]", "onnxruntime", "pillow"]
 SCRIPT = Path(__file__).with_name("triton_model.py")
@@ -44,13 +43,7 @@ class TritonServer:
     log: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)  # our own session: Triton and its stubs
-                self.process.wait(timeout=10)
+        stop_session(self.process, grace_s=30)  # Triton and its Python-backend stubs
 
 
 def start_triton(
