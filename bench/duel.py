@@ -21,7 +21,8 @@ import numpy as np
 from PIL import Image
 
 from bench.common import load_images, write_json
-from bench.ortcase import inference_size, make_session, resize
+from bench.ortcase import inference_size, make_session
+from server.imaging import resize_bilinear
 
 
 def duel(graph: Path, url: str, images: list[bytes], threads: int, rounds: int, seconds: float) -> dict:
@@ -29,7 +30,10 @@ def duel(graph: Path, url: str, images: list[bytes], threads: int, rounds: int, 
     size = inference_size(session)
     decoded = [Image.open(io.BytesIO(b)).convert("RGB") for b in images]
     feeds = [
-        {"image": resize(im, size)[None], "output_size": np.array([im.height, im.width], dtype=np.int64)}
+        {
+            "image": resize_bilinear(im, size)[None],
+            "output_size": np.array([im.height, im.width], dtype=np.int64),
+        }
         for im in decoded
     ]
     parts = urlsplit(url)

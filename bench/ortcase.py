@@ -17,6 +17,8 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from server import imaging
+
 
 def logits_graph(graph: Path) -> Path:
     """The graph cut at its ``logits`` output (no upsample, no argmax), in a temporary file."""
@@ -51,11 +53,6 @@ def inference_size(session: ort.InferenceSession) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def resize(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
-    """PIL bilinear to ``(height, width)``, like the reference processor: uint8 ``[h, w, 3]``."""
-    return np.asarray(image.resize((size[1], size[0]), Image.Resampling.BILINEAR), dtype=np.uint8)
-
-
 class OrtCase:
     """``step(i)`` runs image ``i`` (mod the set) as a batch of ``batch`` identical images."""
 
@@ -65,7 +62,7 @@ class OrtCase:
         self.size = inference_size(self.session)
         decoded = [Image.open(io.BytesIO(b)).convert("RGB") for b in images]
         self.originals = [np.array([im.height, im.width], dtype=np.int64) for im in decoded]
-        self.inputs = [np.stack([resize(im, self.size)] * batch) for im in decoded]
+        self.inputs = [np.stack([imaging.resize_bilinear(im, self.size)] * batch) for im in decoded]
         self.stages = {"decode": 0.0, "resize": 0.0, "run": 0.0, "encode": 0.0}
 
     def step(self, i: int) -> None:
@@ -79,8 +76,6 @@ class OrtCase:
 
     def _pipeline(self, k: int) -> None:
         """The server's own image code (``server.imaging``), without transport, batcher or threads."""
-        from server import imaging
-
         t0 = time.perf_counter()
         image = imaging.open_image(self.jpegs[k], 1 << 40, 1 << 20)
         t1 = time.perf_counter()

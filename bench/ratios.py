@@ -43,13 +43,15 @@ def _where(r: Result) -> str:
     return f"{r['system']} c={r['concurrency']}"
 
 
-def _ratio(name: str, ours: Result | None, base: Result | None, target: float) -> Ratio:
+def _ratio(name: str, ours: Result | None, base: Result | None, target: float | None) -> Ratio:
+    """``ours`` / ``base`` images per second; ``target`` None: information only."""
+    wanted = "—" if target is None else f"≥ {target}×"
     if ours is None or base is None or not base["images_per_s"]:
-        return Ratio(name, None, f"≥ {target}×", None, "not measured")
+        return Ratio(name, None, wanted, None, "not measured")
     value = ours["images_per_s"] / base["images_per_s"]
     detail = f"{ours['images_per_s']:.2f} img/s ({_where(ours)})"
     detail += f" / {base['images_per_s']:.2f} img/s ({_where(base)})"
-    return Ratio(name, value, f"≥ {target}×", value >= target, detail)
+    return Ratio(name, value, wanted, None if target is None else value >= target, detail)
 
 
 def ceiling_b1(results: list[Result]) -> Result | None:
@@ -74,10 +76,7 @@ def compute(results: list[Result], duel: dict[str, Any] | None = None) -> list[R
     ]
     best_triton = peak(results, "pytriton-b1")
     if ours and best_triton:
-        value = ours["images_per_s"] / best_triton["images_per_s"]
-        detail = f"{ours['images_per_s']:.2f} img/s ({_where(ours)})"
-        detail += f" / {best_triton['images_per_s']:.2f} img/s ({_where(best_triton)})"
-        ratios.append(Ratio("throughput ours / PyTriton batching off (info)", value, "—", None, detail))
+        ratios.append(_ratio("throughput ours / PyTriton batching off (info)", ours, best_triton, None))
     ours_eff, base_eff = (efficiency(r) if r else None for r in (ours, b1))
     if ours_eff and base_eff:
         value = ours_eff / base_eff
