@@ -1,6 +1,6 @@
 """``segformer-export``: SegFormer checkpoint -> verified ONNX serving graph (docs/export.md).
 
-``export.graph``, ``export.upsample``, ``export.fp16`` and ``export.metadata`` need only ``onnx``; the
+``contract.graph``, ``contract.upsample``, ``export.fp16`` and ``contract.metadata`` need only ``onnx``; the
 names below import torch, so they are loaded on first use.
 """
 
@@ -15,7 +15,7 @@ _WHERE = {
     "export_model": "export.api",
     "VerificationError": "export.verify",
     "RuntimeCannotRun": "export.verify",
-    "read_metadata": "export.metadata",
+    "read_metadata": "contract.metadata",
 }
 
 

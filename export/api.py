@@ -13,13 +13,13 @@ from pathlib import Path
 import onnx
 import torch
 
+from contract.graph import MASK, MIN_OPSET, mask_dtype_for, wrap_network
+from contract.labels import LabelSpec
+from contract.metadata import build_metadata, package_version, set_metadata
+from contract.upsample import DEFAULT_TOPK, DEFAULT_UPSAMPLE
 from export.fp16 import convert_to_fp16
-from export.graph import MASK, MIN_OPSET, mask_dtype_for, wrap_network
-from export.metadata import build_metadata, package_version, set_metadata
 from export.trace import MAX_OPSET, export_network
-from export.upsample import DEFAULT_TOPK, DEFAULT_UPSAMPLE
 from export.verify import DEFAULT_CASES, Case, verify
-from model.labels import LabelSpec
 from model.loading import ModelInfo, load_segformer
 from model.segformer import SegFormer
 

@@ -17,9 +17,9 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from export.graph import wrap_network
+from contract.graph import wrap_network
+from contract.upsample import upsample_argmax
 from export.trace import export_network
-from export.upsample import upsample_argmax
 from export.verify import synthetic_images, torch_reference
 from model.loading import load_segformer
 

@@ -12,9 +12,9 @@ import sys
 import time
 from collections.abc import Sequence
 
+from contract.graph import LOGITS, MASK, MIN_OPSET
+from contract.upsample import DEFAULT_TOPK, DEFAULT_UPSAMPLE, UPSAMPLE_MODES
 from export.api import export_onnx
-from export.graph import LOGITS, MASK, MIN_OPSET
-from export.upsample import DEFAULT_TOPK, DEFAULT_UPSAMPLE, UPSAMPLE_MODES
 from export.verify import DEFAULT_CASES, Case, RuntimeCannotRun, VerificationError
 from model.checkpoints import CheckpointError
 

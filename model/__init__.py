@@ -1,1 +1,1 @@
-"""SegFormer model package. Imports nothing, so ``import model.labels`` stays torch-free."""
+"""SegFormer model package (PyTorch). Imports nothing at package level."""

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
+from contract.labels import LabelSpec, Palette, load_label_spec, resolve_labels
 from model import checkpoints
 from model.checkpoints import CheckpointError, StateDict, find_variant
-from model.labels import LabelSpec, Palette, load_label_spec, resolve_labels
 from model.segformer import VARIANTS, SegFormer, SegFormerConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -17,12 +17,12 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
+from contract.spec import ModelSpec
 from server import errors, imaging
 from server.batcher import Batcher
 from server.metrics import IN_FLIGHT, MODEL_INFO, STAGE_SECONDS
 from server.pool import SessionPool
 from server.settings import Settings
-from server.spec import ModelSpec
 
 log = logging.getLogger("segformer.dataplane")
 Mode = Literal["resize", "native"]

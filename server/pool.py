@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from contract.spec import ModelSpec
 from server.settings import Settings, usable_cores
-from server.spec import ModelSpec
 
 log = logging.getLogger("segformer.pool")
 CUDA = "CUDAExecutionProvider"

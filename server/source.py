@@ -1,7 +1,7 @@
 """Turn ``--model`` into a contract ``.onnx`` to serve.
 
 - a contract ``.onnx`` (has ``segformer.format``): served as is;
-- a foreign SegFormer ``.onnx``: wrapped into the contract (``server.foreign``, no torch), cached;
+- a foreign SegFormer ``.onnx``: wrapped into the contract (``contract.foreign``, no torch), cached;
 - anything ``segformer-export`` accepts (HF folder, hub id, ``.pth``, ``random:bN``): exported once, in a
   **subprocess** (torch never enters the server process), into the cache, keyed by the source, the hash
   of its files and the export options.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import onnx
 
-from server.foreign import is_contract, wrap_foreign_file
+from contract.foreign import is_contract, wrap_foreign_file
 from server.settings import Settings
 
 log = logging.getLogger("segformer.source")

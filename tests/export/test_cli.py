@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from contract.metadata import decode_metadata, read_metadata
 from export.cli import main
-from export.metadata import decode_metadata, read_metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -39,8 +39,8 @@ def test_topk_upsampling_agrees_with_full(
     real_b0_onnx: Path, real_weights_dir: Path, real_photos: list[Path], tmp_path: Path
 ) -> None:
     """The default ``--upsample topk`` against ``full`` (every class resized), at the photos' size and 2K."""
+    from contract.metadata import decode_metadata, read_metadata
     from export.api import export_onnx
-    from export.metadata import decode_metadata, read_metadata
 
     full = session(export_onnx(real_weights_dir, tmp_path / "full.onnx", upsample="full", verify_graph=False))
     topk = session(real_b0_onnx)

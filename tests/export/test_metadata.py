@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 import torch
 
-from export.metadata import decode_metadata, package_version, read_metadata
+from contract.metadata import decode_metadata, package_version, read_metadata
 from model.loading import ModelInfo, load_segformer
 from model.segformer import SegFormer
 

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from contract.labels import ADE20K_NAMES, ADE20K_PALETTE, CITYSCAPES_NAMES
 from model.checkpoints import CheckpointError
-from model.labels import ADE20K_NAMES, ADE20K_PALETTE, CITYSCAPES_NAMES
 from model.loading import ModelInfo, load_segformer
 
 TOL = 1e-4

@@ -1,6 +1,6 @@
 """Wrap a foreign SegFormer ONNX (float ``pixel_values`` NCHW in, logits out) into the contract graph.
 
-Uses the ``onnx`` package only (no torch): the nodes come from ``export.graph.wrap_network`` (the same
+Uses the ``onnx`` package only (no torch): the nodes come from ``contract.graph.wrap_network`` (the same
 torch-free wrapper the export puts around its own network: uint8 NHWC ``image`` → ImageNet mean/std →
 NCHW; logits → bilinear resize to ``output_size`` → argmax → ``mask``); this module detects foreign
 graphs, finds the class count, picks labels and writes the contract metadata.
@@ -9,19 +9,21 @@ graphs, finds the class count, picks labels and writes the contract metadata.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import onnx
 
-from export.graph import MIN_OPSET, mask_dtype_for, wrap_network
+from contract import labels as builtin
+from contract.graph import MIN_OPSET, mask_dtype_for, wrap_network
+from contract.metadata import PREFIX, build_metadata, package_version, set_metadata
+from contract.spec import DEFAULT_INFERENCE_SIZE
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def is_contract(model: onnx.ModelProto) -> bool:
-    return any(p.key == "segformer.format" for p in model.metadata_props)
+    return any(p.key == PREFIX + "format" for p in model.metadata_props)
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
@@ -44,7 +46,6 @@ def _num_classes(model: onnx.ModelProto, output: onnx.ValueInfoProto) -> int:
 
 def _labels(num_labels: int) -> tuple[dict[int, str], list[tuple[int, int, int]], str]:
     """Built-in ADE20K / Cityscapes labels by class count, else ``class_{i}`` (torch-free)."""
-    from model import labels as builtin
 
     found = builtin.builtin_for(num_labels)
     if found is not None:
@@ -89,27 +90,24 @@ def wrap_foreign(model: onnx.ModelProto, name: str, source: str, source_sha256: 
             dim.ClearField("dim_param")
             dim.dim_value = value
     id2label, palette, dataset = _labels(num_labels)
-    meta = {
-        "segformer.format": "1",
-        "segformer.name": name,
-        "segformer.variant": "unknown",
-        "segformer.num_labels": str(num_labels),
-        "segformer.id2label": json.dumps({str(k): v for k, v in id2label.items()}),
-        "segformer.palette": json.dumps([list(c) for c in palette]),
-        "segformer.image_mean": json.dumps(list(IMAGENET_MEAN)),
-        "segformer.image_std": json.dumps(list(IMAGENET_STD)),
-        "segformer.inference_size": json.dumps([height, width] if fixed_size else [512, 512]),
-        "segformer.input_layout": "NHWC-uint8-RGB",
-        "segformer.outputs": json.dumps(["mask"]),
-        "segformer.mask_dtype": mask_dtype,
-        "segformer.precision": "fp32",
-        "segformer.source": source,
-        "segformer.source_sha256": source_sha256,
-        "segformer.labels": dataset,
-        "segformer.wrapped_from": wrapped_from,
-    }
-    del wrapped.metadata_props[:]
-    onnx.helper.set_model_props(wrapped, meta)
+    meta = build_metadata(
+        name=name,
+        variant="unknown",
+        id2label=id2label,
+        palette=palette,
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
+        inference_size=(height, width) if fixed_size else DEFAULT_INFERENCE_SIZE,  # type: ignore[arg-type]
+        outputs=["mask"],
+        mask_dtype=mask_dtype,
+        precision="fp32",
+        source=source,
+        source_sha256=source_sha256,
+        versions={"segformer_serve": package_version(), "onnx": onnx.__version__, "opset": opset},
+        labels=dataset,
+        wrapped_from=wrapped_from,
+    )
+    set_metadata(wrapped, meta)
     return wrapped
 
 

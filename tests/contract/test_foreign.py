@@ -12,10 +12,10 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from server.foreign import IMAGENET_MEAN, IMAGENET_STD
+from contract.foreign import IMAGENET_MEAN, IMAGENET_STD
+from contract.spec import ModelSpec
 from server.settings import Settings
 from server.source import resolve_model
-from server.spec import ModelSpec
 from tests.server.live import Served, image_bytes
 
 CLASSES = 19

@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from export.upsample import DEFAULT_TOPK, DEFAULT_UPSAMPLE, UPSAMPLE_MODES, upsample_argmax
+from contract.upsample import DEFAULT_TOPK, DEFAULT_UPSAMPLE, UPSAMPLE_MODES, upsample_argmax
 
 IMAGE = "image"
 OUTPUT_SIZE = "output_size"

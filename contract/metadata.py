@@ -1,4 +1,8 @@
-"""The ``segformer.*`` metadata written into every exported graph (docs/CONTRACT.md §3), no torch."""
+"""The ``segformer.*`` metadata of every serving graph (docs/CONTRACT.md §3): written and read here only.
+
+The exporter (``export/api.py``) and the foreign-graph wrapper (``contract/foreign.py``) write it with
+``build_metadata``; the server reads it with ``decode_metadata`` (``contract/spec.py``). No torch.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +44,8 @@ def build_metadata(
     source: str,
     source_sha256: str | None,
     versions: Mapping[str, Any],
+    labels: str | None = None,
+    wrapped_from: str | None = None,
 ) -> dict[str, str]:
     """All values as strings (JSON where the contract says so), keys prefixed with ``segformer.``."""
 
@@ -64,6 +70,10 @@ def build_metadata(
         "source_sha256": source_sha256 or "",
         "versions": dump(dict(versions)),
     }
+    if labels is not None:  # where the labels came from: builtin or generated (foreign graphs)
+        fields["labels"] = labels
+    if wrapped_from is not None:  # foreign graphs: the original input -> output signature
+        fields["wrapped_from"] = wrapped_from
     return {PREFIX + key: value for key, value in fields.items()}
 
 

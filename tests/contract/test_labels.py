@@ -1,4 +1,4 @@
-"""model.labels: built-in sets, label files, precedence, and that it stays torch-free."""
+"""contract.labels: built-in sets, label files, precedence, and that it stays torch-free."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from model.labels import (
+from contract.labels import (
     ADE20K_NAMES,
     ADE20K_PALETTE,
     CITYSCAPES_NAMES,
@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_import_does_not_pull_torch() -> None:
-    code = "import sys, model.labels; sys.exit(1 if 'torch' in sys.modules else 0)"
+    code = "import sys, contract.labels, contract.metadata, contract.graph, contract.upsample, contract.spec, contract.foreign; sys.exit(1 if 'torch' in sys.modules else 0)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr or "importing model.labels imported torch"
+    assert result.returncode == 0, result.stderr or "importing contract imported torch"
 
 
 def test_builtin_sets() -> None:

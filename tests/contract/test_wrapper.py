@@ -1,4 +1,4 @@
-"""``export.graph.wrap_network`` on a tiny hand-made network (no tracing): pre/post-processing alone."""
+"""``contract.graph.wrap_network`` on a tiny hand-made network (no tracing): pre/post-processing alone."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 
+from contract.graph import mask_dtype_for, wrap_network
 from export.fp16 import convert_to_fp16
-from export.graph import mask_dtype_for, wrap_network
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 
