@@ -1,7 +1,8 @@
-"""Wiring: settings → data plane → REST app (+ gRPC server) in one event loop, model loaded behind it.
+"""``Server``: settings → model repository → data plane → REST app and gRPC server, in one event loop.
 
-HTTP and gRPC come up first (liveness answers at once, readiness says 503); the model is resolved,
-loaded and warmed in the background. SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0.
+``start`` brings HTTP and gRPC up first (liveness answers at once, readiness says 503) and begins
+loading every model in the background; ``stop`` stops accepting, lets in-flight requests finish and
+closes the models. ``run`` does both around SIGTERM/SIGINT and returns the exit status.
 """
 
 from __future__ import annotations
@@ -10,22 +11,21 @@ import asyncio
 import contextlib
 import logging
 import signal
-import threading
 from collections.abc import Iterator
-from typing import Any
 
 import uvicorn
 
 from server.dataplane import DataPlane
-from server.pool import SessionPool, choose_providers
+from server.grpc.server import GrpcServer
+from server.pool import choose_providers
+from server.repository import ModelRepository
 from server.rest import build_rest_app
 from server.settings import Settings
-from server.source import resolve_model
 
 log = logging.getLogger("segformer.app")
 
 
-class _Server(uvicorn.Server):
+class _Uvicorn(uvicorn.Server):
     """uvicorn without its own signal capture (it would re-raise SIGTERM after a graceful exit)."""
 
     @contextlib.contextmanager
@@ -33,83 +33,101 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def load_model(dataplane: DataPlane, settings: Settings, cancel: threading.Event) -> None:
-    path = await asyncio.to_thread(resolve_model, settings, cancel)
-    pool = await asyncio.to_thread(SessionPool, path, settings)
-    await dataplane.start(pool)
-    log.info("ready: %s on %s", dataplane.model_info().name, ",".join(pool.providers))
+class Server:
+    """The whole server process: one object, ``start`` / ``stop`` (``run`` = both around signals)."""
 
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.repository = ModelRepository(settings)
+        self.dataplane = DataPlane(settings, self.repository)
+        config = uvicorn.Config(
+            build_rest_app(self.dataplane, settings),
+            host=settings.host,
+            port=settings.port,
+            loop="none",
+            lifespan="off",
+            log_level=settings.log_level,
+            access_log=settings.log_level == "debug",
+            timeout_graceful_shutdown=int(settings.graceful_timeout_s),
+        )
+        self.rest = _Uvicorn(config)
+        self.grpc: GrpcServer | None = None
+        self.failed = False  # no model could be loaded at start-up
+        self._rest_task: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+        self._stopping = False
 
-def _build_grpc(dataplane: DataPlane, settings: Settings) -> Any:
-    if settings.grpc_port == 0:
-        return None
-    from server.grpc import build_grpc_server
+    async def start(self) -> None:
+        """Listen (gRPC, then REST) and begin loading the models; returns once REST is up."""
+        if self.settings.grpc_port:
+            self.grpc = GrpcServer(self.dataplane, self.settings)
+            await self.grpc.start()
+            log.info("gRPC listening on %s:%d", self.settings.host, self.settings.grpc_port)
+        await self.repository.start()
+        self._watch = asyncio.create_task(self._watch_first_loads(), name="first-loads")
+        self._rest_task = asyncio.create_task(self.rest.serve(), name="rest")
+        self._rest_task.add_done_callback(lambda _: self.request_stop("REST server ended"))
+        while not self.rest.started and not self._rest_task.done():
+            await asyncio.sleep(0.01)
 
-    return build_grpc_server(dataplane, settings)
+    async def _watch_first_loads(self) -> None:
+        """Stop with exit status 1 when every model failed its first load (there is nothing to serve)."""
+        while any(s.state == "loading" for s in self.repository.statuses()):
+            await asyncio.sleep(0.05)
+        if self.repository.statuses() and all(s.state == "failed" for s in self.repository.statuses()):
+            self.failed = True
+            self.request_stop("no model could be loaded")
+
+    def request_stop(self, reason: str) -> None:
+        """Begin stopping (idempotent): readiness fails, listeners close, in-flight work finishes."""
+        if self._stopping:
+            return
+        self._stopping = True
+        log.info("%s: stopping (finishing in-flight requests)", reason)
+        self.dataplane.draining = True
+        self.rest.should_exit = True
+        self._stopped.set()
+
+    async def stop(self) -> None:
+        """Stop everything gracefully (``request_stop`` first if nobody has)."""
+        self.request_stop("stop")
+        grace = self.settings.graceful_timeout_s
+        stopping = [self.grpc.stop(grace)] if self.grpc is not None else []
+        await asyncio.gather(*stopping, return_exceptions=True)
+        if self._rest_task is not None:
+            await asyncio.gather(self._rest_task, return_exceptions=True)
+        if self._watch is not None:
+            self._watch.cancel()
+        await self.repository.close()
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; 0 after a graceful stop, 1 when no model could be loaded or REST
+        could not listen, 2 for a device that is not available (checked before anything listens)."""
+        try:
+            log.info("execution providers: %s", choose_providers(self.settings))
+        except RuntimeError as exc:
+            log.error("%s", exc)
+            return 2
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
+        try:
+            await self.start()
+            await self._stopped.wait()
+        except RuntimeError as exc:  # a port that cannot be bound
+            log.error("%s", exc)
+            self.failed = True
+        finally:
+            await self.stop()
+        return 1 if self.failed or not self.rest.started else 0
 
 
 async def serve(settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT; 0 after a graceful stop, 1 when the model cannot be loaded, 2 for a
-    device that is not available (checked before anything listens)."""
+    """``segformer-serve``: build the server and run it (see ``Server.run``)."""
     try:
-        log.info("execution providers: %s", choose_providers(settings))
-    except RuntimeError as exc:
+        server = Server(settings)
+    except (ValueError, OSError) as exc:  # bad model arguments, a missing or empty repository
         log.error("%s", exc)
         return 2
-    dataplane = DataPlane(settings)
-    config = uvicorn.Config(
-        build_rest_app(dataplane, settings),
-        host=settings.host,
-        port=settings.port,
-        loop="none",
-        lifespan="off",
-        log_level=settings.log_level,
-        access_log=settings.log_level == "debug",
-        timeout_graceful_shutdown=int(settings.graceful_timeout_s),
-    )
-    rest = _Server(config)
-    grpc_server = _build_grpc(dataplane, settings)
-    if grpc_server is not None:
-        await grpc_server.start()
-        log.info("gRPC listening on %s:%d", settings.host, settings.grpc_port)
-    stopping: list[asyncio.Task[Any]] = []
-    cancel_load = threading.Event()
-    failed = False
-
-    def stop(reason: str) -> None:
-        if rest.should_exit:
-            return
-        log.info("%s: stopping (finishing in-flight requests)", reason)
-        rest.should_exit = True
-        dataplane.draining = True
-        cancel_load.set()
-        if grpc_server is not None:
-            stopping.append(asyncio.ensure_future(grpc_server.stop(settings.graceful_timeout_s)))
-
-    def loaded(task: asyncio.Task[None]) -> None:
-        nonlocal failed
-        if task.cancelled() or task.exception() is None or cancel_load.is_set():
-            return  # loaded, or interrupted by a stop
-        exc = task.exception()
-        # our own load errors (export failed, file missing, bad graph) say it all; anything else: traceback
-        expected = isinstance(exc, RuntimeError | OSError | ValueError)
-        log.error("cannot serve the model: %s", exc, exc_info=None if expected else exc)
-        log.debug("model load traceback", exc_info=exc)
-        failed = True
-        stop("model load failed")
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop, signal.Signals(sig).name)
-    loader = asyncio.create_task(load_model(dataplane, settings, cancel_load))
-    loader.add_done_callback(loaded)
-    try:
-        await rest.serve()
-    finally:
-        stop("REST server ended")
-        await asyncio.gather(*stopping, return_exceptions=True)
-        if not loader.done():
-            loader.cancel()
-        await asyncio.gather(loader, return_exceptions=True)
-        await dataplane.close()
-    return 1 if failed or not rest.started else 0
+    return await server.run()

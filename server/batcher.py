@@ -53,8 +53,10 @@ class Batcher:
         max_queue_size: int,
         *,
         fill_only_while_arriving: bool = False,
+        model: str = "",
     ) -> None:
         self.pool = pool
+        self.model = model  # the metrics' model label
         self.fill_only_while_arriving = fill_only_while_arriving
         self.max_batch_size = min(max_batch_size, pool.spec.fixed_batch or max_batch_size)
         self.max_queue_delay_s = max_queue_delay_s
@@ -75,16 +77,12 @@ class Batcher:
         self, image: np.ndarray, output_size: tuple[int, int], deadline: float | None
     ) -> tuple[np.ndarray, float, float]:
         """Mask ``[H, W]`` for one uint8 ``[h, w, 3]`` image, with (queue seconds, inference seconds)."""
-        if self._closed:
-            raise errors.shutting_down()
-        if self._pending >= self.max_queue_size:
-            batches_ahead = self._pending / self.max_batch_size / self.pool.size
-            raise errors.queue_full(retry_after=max(1, math.ceil(batches_ahead * self._batch_seconds)))
+        self.check_capacity()
         future: asyncio.Future[tuple[np.ndarray, float, float]] = asyncio.get_running_loop().create_future()
         item = _Item((image.shape, output_size), image, deadline, future)
         self._queues.setdefault(item.key, deque()).append(item)
         self._pending += 1
-        QUEUE_DEPTH.set(self._pending)
+        QUEUE_DEPTH.labels(self.model).set(self._pending)
         future.add_done_callback(lambda _: self._unqueue(item))
         self._wakeup.set()
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -92,6 +90,15 @@ class Batcher:
             return await asyncio.wait_for(future, timeout)  # cancels `future` on timeout or cancellation
         except TimeoutError:
             raise errors.deadline_exceeded() from None
+
+    def check_capacity(self, arriving: bool = False) -> None:
+        """Raise 503 when a new request would be refused: closed, or the queue is full (with
+        ``arriving``, counting the requests being decoded too: shed before decoding)."""
+        if self._closed:
+            raise errors.shutting_down()
+        if self._pending + (self._arriving if arriving else 0) >= self.max_queue_size:
+            batches_ahead = self._pending / self.max_batch_size / self.pool.size
+            raise errors.queue_full(retry_after=max(1, math.ceil(batches_ahead * self._batch_seconds)))
 
     @contextlib.contextmanager
     def arriving(self) -> Iterator[None]:
@@ -114,7 +121,7 @@ class Batcher:
             if not queue:
                 del self._queues[item.key]
         self._pending -= 1
-        QUEUE_DEPTH.set(self._pending)
+        QUEUE_DEPTH.labels(self.model).set(self._pending)
 
     def _alone(self) -> bool:
         """The only request around, and it arrived after the last batch finished (nobody waited)."""
@@ -187,8 +194,8 @@ class Batcher:
 
     async def _run(self, session: ort.InferenceSession, items: list[_Item]) -> None:
         start = time.monotonic()
-        BATCH_SIZE.observe(len(items))
-        SESSION_RUNS.labels(self.pool.kind(session)).inc()
+        BATCH_SIZE.labels(self.model).observe(len(items))
+        SESSION_RUNS.labels(self.model, self.pool.kind(session)).inc()
         try:
             images = items[0].image[None] if len(items) == 1 else np.stack([i.image for i in items])
             masks = await self.pool.run(session, images, items[0].key[1])

@@ -68,3 +68,32 @@ def deadline_exceeded(detail: str = "the request deadline expired") -> ServeErro
 
 def internal(detail: str) -> ServeError:
     return ServeError(500, "internal", detail)
+
+
+def model_not_found(name: str) -> ServeError:
+    return ServeError(
+        404, "model_not_found", f"no model named {name!r} is served (GET /v1/models lists them)"
+    )
+
+
+def model_not_ready(name: str, state: str, error: str | None = None) -> ServeError:
+    detail = f"model {name!r} is {state}"
+    if error:
+        detail += f": {error}"
+    return ServeError(503, "not_ready", detail, retry_after=1.0)
+
+
+def conflict(detail: str) -> ServeError:
+    return ServeError(409, "conflict", detail)
+
+
+def load_failed(name: str, reason: str) -> ServeError:
+    return ServeError(400, "load_failed", f"loading model {name!r} failed: {reason}")
+
+
+def unauthorized(detail: str) -> ServeError:
+    return ServeError(401, "unauthorized", detail)
+
+
+def forbidden(detail: str) -> ServeError:
+    return ServeError(403, "forbidden", detail)

@@ -9,14 +9,12 @@ from __future__ import annotations
 import io
 import math
 import struct
-import time
 import zlib
 
 import numpy as np
 from PIL import Image
 
 from server import errors
-from server.metrics import STAGE_SECONDS
 
 #: Formats the server decodes (PIL plugin names); everything else is rejected even if PIL knows it.
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
@@ -54,10 +52,7 @@ def open_image(data: bytes, max_pixels: int, max_side: int) -> Image.Image:
     if width <= 0 or height <= 0:
         raise errors.corrupt_image(f"invalid image size {width}x{height}")
     if max(width, height) > max_side or width * height > max_pixels:
-        raise errors.image_too_large(
-            f"image is {width}x{height}; the limits are {max_side} pixels per side and "
-            f"{max_pixels} pixels in total"
-        )
+        raise errors.image_too_large(limits_detail(width, height, max_pixels, max_side))
     try:
         image.load()
         rgb = image if image.mode == "RGB" else image.convert("RGB")
@@ -68,6 +63,13 @@ def open_image(data: bytes, max_pixels: int, max_side: int) -> Image.Image:
     if rgb.size != (width, height):
         raise errors.corrupt_image(f"decoded to unexpected size {rgb.size}")
     return rgb
+
+
+def limits_detail(width: int, height: int, max_pixels: int, max_side: int) -> str:
+    return (
+        f"image is {width}x{height}; the limits are {max_side} pixels per side and "
+        f"{max_pixels} pixels in total"
+    )
 
 
 def resize_bilinear(image: np.ndarray | Image.Image, size: tuple[int, int]) -> np.ndarray:
@@ -99,7 +101,6 @@ def encode_mask_png(mask: np.ndarray) -> bytes:
     long runs, and this is ~3x faster than PIL's encoder (which spends its time choosing filters) and
     ~40 % smaller (a 683x512 ADE20K mask: 4.4 KB vs 7.7 KB).
     """
-    start = time.perf_counter()
     height, width = mask.shape
     depth, sample = (8, np.dtype(np.uint8)) if mask.dtype == np.uint8 else (16, np.dtype(">u2"))
     rows = np.empty((height, 1 + width * sample.itemsize), np.uint8)
@@ -108,9 +109,7 @@ def encode_mask_png(mask: np.ndarray) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 0)  # greyscale, no interlace
     deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)  # runs of labels: RLE is the fit
     idat = deflate.compress(rows) + deflate.flush()
-    png = b"".join((_PNG_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", idat), _chunk(b"IEND", b"")))
-    STAGE_SECONDS.labels("encode").observe(time.perf_counter() - start)
-    return png
+    return b"".join((_PNG_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", idat), _chunk(b"IEND", b"")))
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -132,12 +131,10 @@ def overlay_png(
     image: np.ndarray | Image.Image, mask: np.ndarray, palette: np.ndarray, alpha: float = 0.5
 ) -> bytes:
     """The RGB image blended with the class colours of ``mask`` (``alpha`` = mask opacity), as PNG."""
-    start = time.perf_counter()
     colours = palette[np.minimum(mask, len(palette) - 1)]
     blended = np.asarray(image, dtype=np.float32) * (1.0 - alpha) + colours.astype(np.float32) * alpha
     buffer = io.BytesIO()
     Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8)).save(
         buffer, format="PNG", compress_level=1
     )
-    STAGE_SECONDS.labels("encode").observe(time.perf_counter() - start)
     return buffer.getvalue()

@@ -1,7 +1,7 @@
 """Prometheus metrics, declared once here and recorded by the data plane, batcher and transports.
 
-Label ``transport`` is ``rest`` or ``grpc``. Exposed on the REST app at ``GET /metrics``
-(default registry).
+Label ``transport`` is ``rest`` or ``grpc``; ``model`` is the served model's name (empty when a request
+failed before it was routed to a model). Exposed on the REST app at ``GET /metrics`` (default registry).
 """
 
 from __future__ import annotations
@@ -12,33 +12,34 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 
 REQUESTS = Counter(
     "segformer_requests_total",
-    "Requests handled, by transport, endpoint and final status (HTTP status code).",
-    ["transport", "endpoint", "status"],
+    "Requests handled, by transport, endpoint, final status (HTTP status code) and model.",
+    ["transport", "endpoint", "status", "model"],
 )
 REQUEST_SECONDS = Histogram(
     "segformer_request_duration_seconds",
     "End-to-end request latency as seen by the transport (decode to encoded response).",
-    ["transport", "endpoint"],
+    ["transport", "endpoint", "model"],
     buckets=_LATENCY_BUCKETS,
 )
 STAGE_SECONDS = Histogram(
     "segformer_stage_duration_seconds",
     "Latency per stage: decode, preprocess, queue (wait for a batch slot), inference, postprocess, "
     "encode, total (data plane: decode to mask).",
-    ["stage"],
+    ["stage", "model"],
     buckets=_LATENCY_BUCKETS,
 )
 BATCH_SIZE = Histogram(
     "segformer_batch_size",
     "Requests per inference batch.",
+    ["model"],
     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
 )
 SESSION_RUNS = Counter(
     "segformer_session_runs_total",
-    "Batches run, by pool session: solo (every core, a request alone on an idle server) or lane.",
-    ["session"],
+    "Batches run, by model and pool session: solo (every core, a request alone on an idle server) or lane.",
+    ["model", "session"],
 )
-QUEUE_DEPTH = Gauge("segformer_queue_depth", "Requests waiting in the batcher for a session.")
+QUEUE_DEPTH = Gauge("segformer_queue_depth", "Requests waiting in the batcher for a session.", ["model"])
 IN_FLIGHT = Gauge("segformer_in_flight_requests", "Requests inside the data plane.", ["transport"])
 ERRORS = Counter(
     "segformer_errors_total",
@@ -47,17 +48,25 @@ ERRORS = Counter(
 )
 MODEL_INFO = Gauge(
     "segformer_model_info",
-    "The served model (value 1).",
-    ["name", "variant", "num_labels", "precision", "providers", "mode", "foreign"],
+    "The served version of each model (value 1; the series of a replaced or unloaded version is removed).",
+    ["model", "version", "name", "variant", "num_labels", "precision", "providers", "mode", "foreign"],
+)
+MODEL_READY = Gauge("segformer_model_ready", "1 while the model serves, else 0.", ["model"])
+MODEL_LOADS = Counter(
+    "segformer_model_loads_total", "Model loads (first loads and reloads) by outcome.", ["model", "outcome"]
 )
 
 
-def observe_request(transport: str, endpoint: str, status: int, seconds: float) -> None:
+def observe_request(transport: str, endpoint: str, status: int, seconds: float, model: str = "") -> None:
     """Record one finished request (every transport calls this once per request)."""
-    REQUESTS.labels(transport, endpoint, str(status)).inc()
-    REQUEST_SECONDS.labels(transport, endpoint).observe(seconds)
+    REQUESTS.labels(transport, endpoint, str(status), model).inc()
+    REQUEST_SECONDS.labels(transport, endpoint, model).observe(seconds)
 
 
 def observe_error(transport: str, kind: str) -> None:
     """Record one failed request (transports call this once per ``ServeError`` they answer with)."""
     ERRORS.labels(transport, kind).inc()
+
+
+def observe_stage(model: str, stage: str, seconds: float) -> None:
+    STAGE_SECONDS.labels(stage, model).observe(seconds)

@@ -11,10 +11,10 @@ import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "nvidia/segformer-b0-finetuned-ade-512-512"
 MiB = 1024 * 1024
@@ -29,11 +29,23 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SEGFORMER_", extra="forbid", protected_namespaces=())
 
-    # model
-    model: str = Field(
-        DEFAULT_MODEL,
-        description="contract .onnx, foreign SegFormer .onnx, HF folder, hub id, .pth or random:bN",
+    # models
+    model: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="a model to serve, repeatable: NAME=SOURCE or SOURCE (contract .onnx, foreign SegFormer "
+        ".onnx, HF folder, hub id, .pth or random:bN); the first is the default model (environment: "
+        f"comma-separated); none and no --model-repository: {DEFAULT_MODEL}",
     )
+    model_repository: Path | None = Field(
+        None, description="a folder of models, one file or folder each, named by its stem"
+    )
+    repository_poll_s: float = Field(
+        0.0, ge=0, description="rescan --model-repository every N seconds, 0 = only on request"
+    )
+    admin_token: SecretStr | None = Field(
+        None, description="bearer token of the admin endpoints (load, unload, rescan); unset: they are off"
+    )
+    admin_token_file: Path | None = Field(None, description="read the admin token from this file")
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="where exported graphs live")
     export_args: str = Field("", description="extra arguments for segformer-export when exporting")
     # network
@@ -75,6 +87,26 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     graceful_timeout_s: float = Field(30.0, gt=0, description="SIGTERM: time to finish in-flight work")
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _split_models(cls, value: Any) -> Any:
+        """``SEGFORMER_MODEL=a=x.onnx,b=y.onnx`` (environment) or one flag per model."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    def model_sources(self) -> list[str]:
+        """The ``--model`` entries, or the default hub id when neither models nor a repository are set."""
+        if self.model or self.model_repository is not None:
+            return list(self.model)
+        return [DEFAULT_MODEL]
+
+    def admin_secret(self) -> str | None:
+        """The admin bearer token (``--admin-token`` or the first line of ``--admin-token-file``)."""
+        if self.admin_token_file is not None:
+            return self.admin_token_file.read_text().strip() or None
+        return self.admin_token.get_secret_value() if self.admin_token else None
+
 
 def usable_cores() -> int:
     """CPU cores this process may use: affinity mask, capped by a cgroup v2 CPU quota (containers)."""
@@ -105,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
         if field.annotation is bool:
             parser.add_argument(
                 _flag(name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
+            )
+        elif name == "model":  # repeatable
+            parser.add_argument(
+                _flag(name),
+                metavar="[NAME=]SOURCE",
+                action="append",
+                default=argparse.SUPPRESS,
+                help=help_text,
             )
         else:
             parser.add_argument(_flag(name), metavar=name.upper(), default=argparse.SUPPRESS, help=help_text)

@@ -57,6 +57,51 @@ def _slug(source: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
 
 
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: what a model repository holds: a graph or checkpoint file, or a folder (Hugging Face layout)
+REPOSITORY_SUFFIXES = (".onnx", ".pth", ".pt", ".bin", ".safetensors")
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a valid model name (a URL path segment); else ValueError."""
+    if not NAME_PATTERN.match(name):
+        raise ValueError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' (at most 128)")
+    return name
+
+
+def default_name(source: str) -> str:
+    """A model's name when ``--model`` gives none: the file's stem, the folder's or hub id's last part,
+    ``random-b0`` for ``random:b0``."""
+    base = Path(source.rstrip("/")).name or source
+    if Path(base).suffix.lower() in REPOSITORY_SUFFIXES:
+        base = Path(base).stem
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-.") or "model"
+
+
+def parse_model_arg(entry: str) -> tuple[str, str]:
+    """``NAME=SOURCE`` or ``SOURCE`` → (name, source). A ``=`` inside a path is kept when the part before
+    it is not a valid name (``./a=b.onnx`` is a source)."""
+    name, sep, source = entry.partition("=")
+    if sep and NAME_PATTERN.match(name) and source:
+        return name, source
+    return default_name(entry), entry
+
+
+def scan_repository(folder: Path) -> dict[str, str]:
+    """Models in a repository folder: every graph/checkpoint file or sub-folder, named by its stem."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model repository {folder}: no such folder")
+    found: dict[str, str] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() or entry.suffix.lower() in REPOSITORY_SUFFIXES:
+            name = default_name(str(entry))
+            if NAME_PATTERN.match(name):
+                found.setdefault(name, str(entry))
+    return found
+
+
 def export_to_cache(
     source: str, cache_dir: Path, export_args: str, cancel: threading.Event | None = None
 ) -> Path:
@@ -106,13 +151,12 @@ def export_to_cache(
     return out
 
 
-def resolve_model(settings: Settings, cancel: threading.Event | None = None) -> Path:
-    """The contract ``.onnx`` to serve for ``settings.model`` (wrapping or exporting into the cache)."""
-    source = settings.model
+def resolve_model(source: str, settings: Settings, cancel: threading.Event | None = None) -> Path:
+    """The contract ``.onnx`` to serve for ``source`` (wrapping or exporting into the cache)."""
     path = Path(source)
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
-            raise FileNotFoundError(f"--model {source}: no such file")
+            raise FileNotFoundError(f"{source}: no such file")
         if is_contract(onnx.load(str(path), load_external_data=False)):
             return path
         out = settings.cache_dir / f"{_slug(source)}-foreign-{cache_key(source, '')}.onnx"

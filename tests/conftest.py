@@ -65,3 +65,12 @@ def real_b0_onnx(real_weights_dir: Path, tmp_path_factory: pytest.TempPathFactor
     from export.api import export_onnx
 
     return export_onnx(real_weights_dir, tmp_path_factory.mktemp("onnx") / "real_b0.onnx", verify_graph=False)
+
+
+@pytest.fixture(scope="session")
+def random_b1_19_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``segformer-export random:b1 --num-labels 19`` (Cityscapes-sized: built-in Cityscapes labels)."""
+    from export.api import export_onnx
+
+    out = tmp_path_factory.mktemp("onnx") / "random_b1_19.onnx"
+    return export_onnx("random:b1", out, num_labels=19, verify_graph=False)

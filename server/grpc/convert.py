@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 from google.protobuf import struct_pb2
 
+from server import errors, metrics
 from server.errors import ServeError
 from server.grpc.gen import segmentation_pb2 as pb
 from server.imaging import encode_mask_png
@@ -39,7 +40,24 @@ STATUS_TABLE: dict[int | tuple[int, str], grpc.StatusCode] = {
 }
 
 MODES = {pb.INFERENCE_MODE_RESIZE: "resize", pb.INFERENCE_MODE_NATIVE: "native"}
+MASK_FORMATS = (pb.MASK_FORMAT_UNSPECIFIED, pb.MASK_FORMAT_PNG, pb.MASK_FORMAT_RAW)
 DTYPES = {np.dtype(np.uint8): pb.MASK_DTYPE_UINT8, np.dtype(np.uint16): pb.MASK_DTYPE_UINT16}
+
+
+def mode(value: int) -> str | None:
+    """The data plane's mode for an ``InferenceMode`` (None: the model's default); 400 for unknown values."""
+    if value == pb.INFERENCE_MODE_UNSPECIFIED:
+        return None
+    if value not in MODES:
+        raise errors.invalid_argument(f"unknown inference mode {value}; use 1 (RESIZE) or 2 (NATIVE)")
+    return MODES[value]
+
+
+def mask_format(value: int) -> int:
+    """A known ``MaskFormat`` or 400 (unknown values are not silently PNG)."""
+    if value not in MASK_FORMATS:
+        raise errors.invalid_argument(f"unknown mask format {value}; use 1 (PNG) or 2 (RAW)")
+    return value
 
 
 def grpc_code(err: ServeError) -> grpc.StatusCode:
@@ -93,11 +111,14 @@ def segment_response(frame_id: int, result: Any, mask_format: int) -> pb.Segment
     mask = encode_mask(result.mask, mask_format)
     timings = {name: float(seconds) for name, seconds in result.timings.items()}
     timings["encode"] = time.perf_counter() - start
-    return pb.SegmentResponse(frame_id=frame_id, mask=mask, classes=classes, timings=timings)
+    metrics.observe_stage(result.model, "encode", timings["encode"])
+    return pb.SegmentResponse(
+        frame_id=frame_id, mask=mask, classes=classes, timings=timings, model=result.model
+    )
 
 
 def model_response(description: Any) -> pb.GetModelResponse:
-    """``GetModel``: typed fields for the common ones, plus the whole REST ``GET /v1/model`` body."""
+    """``GetModel``: typed fields for the common ones, plus the whole REST ``GET /v1/models/{name}`` body."""
     body: dict[str, Any] = description.model_dump(mode="json")
     details = struct_pb2.Struct()
     details.update(body)
@@ -116,5 +137,24 @@ def model_response(description: Any) -> pb.GetModelResponse:
         mode=str(body.get("mode", "")),
         mask_dtype=str(body.get("mask_dtype", "")),
         providers=[str(p) for p in body.get("providers", [])],
+        version=int(body.get("version", 0)),
+        source_sha256=str(body.get("source_sha256", "")),
         details=details,
     )
+
+
+def list_response(default: str, statuses: list[Any]) -> pb.ListModelsResponse:
+    """``ListModels``: the repository's models (``ModelStatus`` each), as REST ``GET /v1/models``."""
+    models = [
+        pb.ModelStatus(
+            name=s.name,
+            state=s.state,
+            default=s.default,
+            version=s.version,
+            source_sha256=s.source_sha256,
+            error=s.error or "",
+            reloading=s.reloading,
+        )
+        for s in statuses
+    ]
+    return pb.ListModelsResponse(default=default, models=models)

@@ -1,9 +1,10 @@
-"""``build_grpc_server``: the segmentation service, standard health checking and reflection on one port.
+"""``GrpcServer``: the segmentation service, standard health checking and reflection on one port.
 
 ``server/app.py`` builds it inside the running event loop, next to the REST app, with the same data
-plane, then ``await server.start()`` / ``await server.stop(grace)``. Health (``grpc.health.v1``) follows
-``dataplane.ready``: NOT_SERVING until the model is loaded and warm, SERVING after, NOT_SERVING for good
-once ``stop`` begins (before in-flight calls drain).
+plane; ``start()`` binds and follows readiness, ``stop(grace)`` says NOT_SERVING first, then drains.
+Health (``grpc.health.v1``) answers for the server (``""`` and the service name: every model ready)
+and for each model by its name (that model serves); unknown names are NOT_FOUND (``Check``) or
+SERVICE_UNKNOWN (``Watch``, which may later see the model appear).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from server.dataplane import DataPlane
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
 from server.grpc.servicer import SegmentationServicer
@@ -29,37 +31,42 @@ HEALTH_POLL_S = 0.05
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
-SERVICES = ("", SERVICE_NAME)
+SERVER_SERVICES = ("", SERVICE_NAME)
 
 
 class ReadinessHealth(health_pb2_grpc.HealthServicer):
-    """``grpc.health.v1.Health`` for ``""`` and ``segformer.v1.SegmentationService``, following readiness.
+    """``grpc.health.v1.Health`` following the data plane's readiness, per model and for the server.
 
     Unlike the reference servicer, a ``Watch`` ends after it has sent the final NOT_SERVING of a shutdown,
     so ``server.stop(grace)`` does not wait out its grace period for health watchers.
     """
 
-    def __init__(self, dataplane: Any) -> None:
+    def __init__(self, dataplane: DataPlane) -> None:
         self._dataplane = dataplane
-        self._status = NOT_SERVING
+        self._statuses: dict[str, int] = dict.fromkeys(SERVER_SERVICES, NOT_SERVING)
         self._version = 0
         self._final = False
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
+    def _status(self, service: str) -> int | None:
+        return self._statuses.get(service)
+
     async def Check(
         self, request: health_pb2.HealthCheckRequest, context: Any
     ) -> health_pb2.HealthCheckResponse:
-        if request.service not in SERVICES:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
-        return health_pb2.HealthCheckResponse(status=self._status)
+        status = self._status(request.service)
+        if status is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service or model {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=status)
 
     async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
         last = None
         while True:
             async with self._changed:
                 seen, final = self._version, self._final
-                status = self._status if request.service in SERVICES else UNKNOWN
+                status = self._status(request.service)
+            status = UNKNOWN if status is None else status
             if status != last:
                 await context.write(health_pb2.HealthCheckResponse(status=status))
                 last = status
@@ -68,22 +75,29 @@ class ReadinessHealth(health_pb2_grpc.HealthServicer):
             async with self._changed:
                 await self._changed.wait_for(lambda seen=seen: self._version != seen)
 
-    async def _set(self, status: int, final: bool = False) -> None:
+    async def _set(self, statuses: dict[str, int], final: bool = False) -> None:
         async with self._changed:
             if self._final:
                 return
-            self._status, self._final = status, final
+            self._statuses, self._final = statuses, final
             self._version += 1
             self._changed.notify_all()
 
+    def _current(self) -> dict[str, int]:
+        plane = self._dataplane
+        server = SERVING if plane.is_ready() else NOT_SERVING
+        statuses = dict.fromkeys(SERVER_SERVICES, server)
+        for name in plane.repository.names():
+            statuses[name] = SERVING if plane.is_ready(name) else NOT_SERVING
+        return statuses
+
     async def _follow(self) -> None:
-        serving = None
         while True:
-            ready = bool(self._dataplane.ready)
-            if ready != serving:
-                serving = ready
-                log.info("grpc health: %s", "SERVING" if ready else "NOT_SERVING")
-                await self._set(SERVING if ready else NOT_SERVING)
+            current = self._current()
+            if current != self._statuses:
+                if current[""] != self._statuses.get(""):
+                    log.info("grpc health: %s", "SERVING" if current[""] == SERVING else "NOT_SERVING")
+                await self._set(current)
             await asyncio.sleep(HEALTH_POLL_S)
 
     def start(self) -> None:
@@ -91,52 +105,48 @@ class ReadinessHealth(health_pb2_grpc.HealthServicer):
             self._task = asyncio.get_running_loop().create_task(self._follow(), name="grpc-health")
 
     async def shutdown(self) -> None:
-        """NOT_SERVING for good (watchers get it and end), and stop following readiness."""
+        """NOT_SERVING for good, for every service (watchers get it and end); stop following readiness."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._set(NOT_SERVING, final=True)
+        await self._set(dict.fromkeys(self._statuses, NOT_SERVING), final=True)
 
 
 def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
-def build_grpc_server(dataplane: Any, settings: Settings) -> grpc.aio.Server:
-    """A bound (not yet started) ``grpc.aio.Server`` on ``settings.host:settings.grpc_port``."""
-    limit = settings.grpc_max_message_bytes
-    options = [
-        ("grpc.max_receive_message_length", limit),
-        ("grpc.max_send_message_length", limit),
-        ("grpc.so_reuseport", 0),  # a port already taken fails loudly instead of being shared
-    ]
-    server = grpc.aio.server(options=options)
-    pb_grpc.add_SegmentationServiceServicer_to_server(SegmentationServicer(dataplane, settings), server)
-    health = ReadinessHealth(dataplane)
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection((SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
-    address = _address(settings.host, settings.grpc_port)
-    port = server.add_insecure_port(address)
-    if not port:
-        raise RuntimeError(f"gRPC: cannot bind {address}")
-    log.info("grpc: %s on %s (max message %d bytes)", SERVICE_NAME, address, limit)
-    _tie_health_to_lifecycle(server, health)
-    return server
+class GrpcServer:
+    """One ``grpc.aio.Server`` on ``settings.host:settings.grpc_port`` with our services on it."""
 
+    def __init__(self, dataplane: DataPlane, settings: Settings) -> None:
+        limit = settings.grpc_max_message_bytes
+        options = [
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", 0),  # a port already taken fails loudly instead of being shared
+        ]
+        self.server = grpc.aio.server(options=options)
+        pb_grpc.add_SegmentationServiceServicer_to_server(
+            SegmentationServicer(dataplane, settings), self.server
+        )
+        self.health = ReadinessHealth(dataplane)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, self.server)
+        address = _address(settings.host, settings.grpc_port)
+        self.port = self.server.add_insecure_port(address)
+        if not self.port:
+            raise RuntimeError(f"gRPC: cannot bind {address}")
+        log.info("grpc: %s on %s (max message %d bytes)", SERVICE_NAME, address, limit)
 
-def _tie_health_to_lifecycle(server: grpc.aio.Server, health: ReadinessHealth) -> None:
-    """Start following readiness with ``server.start()``; NOT_SERVING first thing in ``server.stop()``."""
-    start, stop = server.start, server.stop
+    async def start(self) -> None:
+        await self.server.start()
+        self.health.start()
 
-    async def start_with_health() -> None:
-        await start()
-        health.start()
-
-    async def stop_with_health(grace: float | None) -> None:
-        await health.shutdown()
-        await stop(grace)
-
-    server.start = start_with_health  # type: ignore[method-assign]
-    server.stop = stop_with_health  # type: ignore[method-assign]
+    async def stop(self, grace: float | None) -> None:
+        """NOT_SERVING first (load balancers stop sending), then let in-flight calls finish."""
+        await self.health.shutdown()
+        await self.server.stop(grace)

@@ -1,38 +1,82 @@
-"""``segformer.v1.SegmentationService``: unary ``Segment``, ordered ``StreamSegment``, ``GetModel``.
+"""``segformer.v1.SegmentationService``: ``Segment``, ordered ``StreamSegment``, ``GetModel``, ``ListModels``.
 
-Both RPCs go through the shared ``DataPlane`` (so gRPC frames batch with REST requests). A stream keeps
-up to ``stream_max_inflight`` frames inside the data plane at once: a reader task pulls frames only
-while it holds a slot, the handler answers them strictly in arrival order and frees the slot once the
-answer is written. Client cancellation cancels the reader and every frame still in flight.
+Every RPC goes through the shared ``DataPlane`` (so gRPC frames batch with REST requests). Bookkeeping
+is written once: ``@rpc`` times a unary call, records it, and turns a ``ServeError`` (or anything
+unexpected, as INTERNAL) into the call's status through the one table in ``convert``. A stream keeps up
+to ``stream_max_inflight`` frames inside the data plane at once: a reader task pulls frames only while
+it holds a slot, the handler answers them strictly in arrival order and frees the slot once the answer
+is written; a failed frame is answered in its own ``status`` and the stream goes on. Client cancellation
+cancels the reader and every frame still in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 
 from server import errors, metrics
-from server.dataplane import SegmentRequest
+from server.dataplane import DataPlane
 from server.errors import ServeError
 from server.grpc import convert
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
 from server.settings import Settings
+from server.types import SegmentRequest
 
 log = logging.getLogger("segformer.grpc")
 TRANSPORT = "grpc"
 DEADLINE_SLACK_S = 0.01
 METHOD = "/segformer.v1.SegmentationService/"  # + name: the `endpoint` metric label
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+
+
+def rpc(name: str) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
+    """Metrics and error mapping for a unary RPC ``name`` (the one place they are written)."""
+
+    def decorate(method: Handler[Req, Resp]) -> Handler[Req, Resp]:
+        endpoint = METHOD + name
+
+        @functools.wraps(method)
+        async def handler(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+            start = time.perf_counter()
+            model = getattr(request, "model", "") or getattr(request, "name", "")
+            try:
+                response = await method(self, request, context)
+            except ServeError as err:
+                failure = err
+            except asyncio.CancelledError:  # the client cancelled, or the call's deadline passed
+                status = _cancelled_status(context)
+                metrics.observe_request(TRANSPORT, endpoint, status, time.perf_counter() - start, model)
+                raise
+            except Exception as exc:
+                log.exception("%s failed", name)
+                failure = errors.internal(f"unexpected error in {name}: {exc}")
+            else:
+                model = getattr(response, "model", "") or model
+                metrics.observe_request(TRANSPORT, endpoint, 200, time.perf_counter() - start, model)
+                return response
+            metrics.observe_request(TRANSPORT, endpoint, failure.status, time.perf_counter() - start, model)
+            metrics.observe_error(TRANSPORT, failure.error)
+            context.set_trailing_metadata(convert.error_trailers(failure))
+            await context.abort(convert.grpc_code(failure), failure.detail)
+            raise AssertionError("unreachable: abort raises")
+
+        return handler
+
+    return decorate
 
 
 class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
-    def __init__(self, dataplane: Any, settings: Settings) -> None:
+    def __init__(self, dataplane: DataPlane, settings: Settings) -> None:
         self._dataplane = dataplane
         self._inflight = settings.stream_max_inflight
 
@@ -40,67 +84,48 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         self, request: pb.SegmentRequest, deadline: float | None, endpoint: str
     ) -> pb.SegmentResponse:
         """One image through the data plane; raises ``ServeError``."""
-        if not self._dataplane.ready:
-            raise errors.not_ready()
-        mode = convert.MODES.get(request.mode)
-        if request.mode and mode is None:
-            raise errors.invalid_argument(f"unknown inference mode {request.mode}")
+        mode = convert.mode(request.mode)
+        mask_format = convert.mask_format(request.mask_format)
         if deadline is not None and deadline <= time.monotonic():
             raise errors.deadline_exceeded()
         plane_request = SegmentRequest(
-            image=request.image, mode=mode, deadline=deadline, transport=TRANSPORT, endpoint=endpoint
+            image=request.image,
+            mode=mode,
+            deadline=deadline,
+            transport=TRANSPORT,
+            endpoint=endpoint,
+            model=request.model or None,
         )
         result = await self._dataplane.segment(plane_request)
-        # off the event loop; encode_mask_png records the encode stage metric itself
-        return await asyncio.to_thread(
-            convert.segment_response, request.frame_id, result, request.mask_format
-        )
+        return await asyncio.to_thread(convert.segment_response, request.frame_id, result, mask_format)
 
+    @rpc("Segment")
     async def Segment(
         self, request: pb.SegmentRequest, context: grpc.aio.ServicerContext
     ) -> pb.SegmentResponse:
-        start, endpoint = time.perf_counter(), METHOD + "Segment"
         deadline = convert.request_deadline(context.time_remaining(), request.timeout_ms)
+        return await self._segment(request, deadline, METHOD + "Segment")
+
+    async def _frame(self, request: pb.SegmentRequest, time_remaining: float | None) -> pb.SegmentResponse:
+        """One stream frame: a response either way (errors go into ``status``); never raises but cancel."""
+        start, endpoint = time.perf_counter(), METHOD + "StreamSegment"
+        deadline = convert.request_deadline(time_remaining, request.timeout_ms)
         try:
             response = await self._segment(request, deadline, endpoint)
         except ServeError as err:
             failure = err
-        except asyncio.CancelledError:  # the client cancelled, or the call's deadline passed
-            metrics.observe_request(
-                TRANSPORT, endpoint, _cancelled_status(context), time.perf_counter() - start
-            )
-            raise
-        except Exception as exc:
-            log.exception("Segment failed")
-            failure = errors.internal(f"{type(exc).__name__}: {exc}")
-        else:
-            metrics.observe_request(TRANSPORT, endpoint, 200, time.perf_counter() - start)
-            return response
-        metrics.observe_request(TRANSPORT, endpoint, failure.status, time.perf_counter() - start)
-        metrics.observe_error(TRANSPORT, failure.error)
-        context.set_trailing_metadata(convert.error_trailers(failure))
-        await context.abort(convert.grpc_code(failure), failure.detail)
-
-    async def _frame(self, request: pb.SegmentRequest, time_remaining: float | None) -> pb.SegmentResponse:
-        """One stream frame: a response either way (errors go into ``status``); never raises but cancel."""
-        start = time.perf_counter()
-        deadline = convert.request_deadline(time_remaining, request.timeout_ms)
-        failure: ServeError | None = None
-        try:
-            response = await self._segment(request, deadline, METHOD + "StreamSegment")
-        except ServeError as err:
-            failure = err
         except asyncio.CancelledError:
-            metrics.observe_request(TRANSPORT, METHOD + "StreamSegment", 499, time.perf_counter() - start)
+            metrics.observe_request(TRANSPORT, endpoint, 499, time.perf_counter() - start, request.model)
             raise
         except Exception as exc:  # a frame must not take the stream down
             log.exception("stream frame %d failed", request.frame_id)
-            failure = errors.internal(f"{type(exc).__name__}: {exc}")
-        elapsed = time.perf_counter() - start
-        if failure is None:
-            metrics.observe_request(TRANSPORT, METHOD + "StreamSegment", 200, elapsed)
+            failure = errors.internal(f"unexpected error: {exc}")
+        else:
+            metrics.observe_request(TRANSPORT, endpoint, 200, time.perf_counter() - start, response.model)
             return response
-        metrics.observe_request(TRANSPORT, METHOD + "StreamSegment", failure.status, elapsed)
+        metrics.observe_request(
+            TRANSPORT, endpoint, failure.status, time.perf_counter() - start, request.model
+        )
         metrics.observe_error(TRANSPORT, failure.error)
         return convert.frame_error(request.frame_id, failure)
 
@@ -137,18 +162,18 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.gather(reader, *tasks, return_exceptions=True)
 
+    @rpc("GetModel")
     async def GetModel(
         self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetModelResponse:
-        start = time.perf_counter()
-        try:
-            response = convert.model_response(self._dataplane.model_info())
-        except ServeError as err:  # not loaded yet: UNAVAILABLE, like REST's 503
-            metrics.observe_request(TRANSPORT, METHOD + "GetModel", err.status, time.perf_counter() - start)
-            context.set_trailing_metadata(convert.error_trailers(err))
-            await context.abort(convert.grpc_code(err), err.detail)
-        metrics.observe_request(TRANSPORT, METHOD + "GetModel", 200, time.perf_counter() - start)
-        return response
+        return convert.model_response(self._dataplane.describe(request.name or None))
+
+    @rpc("ListModels")
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
+        plane = self._dataplane
+        return convert.list_response(plane.repository.default, plane.list_models())
 
 
 def _drain(queue: asyncio.Queue[Any]) -> list[Any]:

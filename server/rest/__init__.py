@@ -81,12 +81,13 @@ class RequestMetrics:
         finally:
             route: Any = scope.get("route")
             endpoint = getattr(route, "path", "unmatched")
-            metrics.observe_request(TRANSPORT, endpoint, status, time.perf_counter() - start)
+            model = scope.get("state", {}).get("model", "")  # set by a route once it knows the model
+            metrics.observe_request(TRANSPORT, endpoint, status, time.perf_counter() - start, model)
 
 
 def build_rest_app(dataplane: DataPlane, settings: Settings) -> FastAPI:
     """The FastAPI app; ``dataplane`` and ``settings`` are put on ``app.state`` for the routes."""
-    from server.rest.routes import router
+    from server.rest import admin, routes
 
     app = FastAPI(
         title="segformer-serve",
@@ -95,7 +96,9 @@ def build_rest_app(dataplane: DataPlane, settings: Settings) -> FastAPI:
     )
     app.state.dataplane = dataplane
     app.state.settings = settings
-    app.include_router(router)
+    app.state.admin_token = settings.admin_secret()
+    app.include_router(routes.router)
+    app.include_router(admin.router)
     app.add_exception_handler(ServeError, _serve_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -1,4 +1,4 @@
-"""REST routes (module level, on one router); dependencies come from ``request.app.state``."""
+"""REST routes of the v1 API (module level, on one router); dependencies come from ``request.app.state``."""
 
 from __future__ import annotations
 
@@ -9,19 +9,22 @@ import time
 from collections.abc import Coroutine
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from server import errors, imaging, metrics
-from server.dataplane import DataPlane, ModelDescription, SegmentRequest, SegmentResult
+from server.dataplane import DataPlane
 from server.rest.body import read_image_bytes
-from server.rest.schemas import ERROR_RESPONSES, ErrorBody, Health, SegmentJSON
+from server.rest.schemas import ERROR_RESPONSES, ErrorBody, Health, ModelList, SegmentJSON
+from server.schemas import ModelDescription
 from server.settings import Settings
+from server.types import SegmentRequest, SegmentResult
 
 router = APIRouter()
 CLIENT_CLOSED_REQUEST = 499
 Format = Literal["png", "json", "overlay"]
+ModelName = Annotated[str, Path(description="a served model's name (GET /v1/models)")]
 
 _SEGMENT_BODY = {
     "requestBody": {
@@ -38,6 +41,14 @@ _SEGMENT_BODY = {
             },
         },
     }
+}
+_SEGMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "PNG label mask (default), JSON (format=json or Accept: application/json), "
+        "or the blended overlay PNG (format=overlay). Header X-Segformer-Classes lists present ids.",
+        "content": {"image/png": {}, "application/json": {"schema": SegmentJSON.model_json_schema()}},
+    },
+    **ERROR_RESPONSES,
 }
 
 
@@ -82,71 +93,131 @@ async def _unless_disconnected(
     return None
 
 
-def _render(result: SegmentResult, format_: Format, plane: DataPlane, alpha: float) -> Response:
+def _render(result: SegmentResult, format_: Format, alpha: float) -> Response:
     """Encode the result (runs in a worker thread)."""
     ids = ",".join(str(c.id) for c in result.classes)
-    timing = ", ".join(f"{k};dur={v * 1000:.2f}" for k, v in result.timings.items())
-    headers = {"X-Segformer-Classes": ids, "Server-Timing": timing}
+    start = time.perf_counter()
     if format_ == "overlay":
         assert result.image is not None
-        png = imaging.overlay_png(result.image, result.mask, plane.palette, alpha)
-        return Response(png, media_type="image/png", headers=headers)
-    png = imaging.encode_mask_png(result.mask)
-    if format_ == "png":
-        return Response(png, media_type="image/png", headers=headers)
-    body = SegmentJSON(
-        width=result.width,
-        height=result.height,
-        classes=result.classes,
-        mask_png_base64=base64.b64encode(png).decode("ascii"),
-        timings_ms={k: v * 1000 for k, v in result.timings.items()},
-    )
-    return Response(body.model_dump_json(), media_type="application/json", headers=headers)
+        body, media = imaging.overlay_png(result.image, result.mask, result.palette, alpha), "image/png"
+    else:
+        png = imaging.encode_mask_png(result.mask)
+        body, media = png, "image/png"
+        if format_ == "json":
+            body = SegmentJSON(
+                width=result.width,
+                height=result.height,
+                model=result.model,
+                classes=result.classes,
+                mask_png_base64=base64.b64encode(png).decode("ascii"),
+                timings_ms={k: v * 1000 for k, v in result.timings.items()},
+            ).model_dump_json()
+            media = "application/json"
+    metrics.observe_stage(result.model, "encode", time.perf_counter() - start)
+    timing = ", ".join(f"{k};dur={v * 1000:.2f}" for k, v in result.timings.items())
+    headers = {"X-Segformer-Classes": ids, "X-Segformer-Model": result.model, "Server-Timing": timing}
+    return Response(body, media_type=media, headers=headers)
+
+
+async def _segment(
+    request: Request,
+    model: str | None,
+    format_: Format | None,
+    mode: str | None,
+    timeout_ms: float | None,
+    accept: str | None,
+    header_timeout_ms: float | None,
+) -> Response:
+    start = time.monotonic()
+    plane, settings = _dataplane(request), _settings(request)
+    request.state.model = plane.repository.get(model).name  # 404 / 503 before reading the body
+    budget_ms = timeout_ms if timeout_ms is not None else header_timeout_ms
+    deadline = start + budget_ms / 1000 if budget_ms is not None else None
+    data = await read_image_bytes(request, settings.max_body_bytes)
+    endpoint = request.scope["route"].path
+    work = plane.segment(SegmentRequest(data, mode, deadline, "rest", endpoint, model=model))
+    result = await _unless_disconnected(request, work)
+    if result is None:  # nobody to answer; 499 (nginx's "client closed request") for the metrics
+        metrics.observe_error("rest", "client_disconnected")
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    return await asyncio.to_thread(_render, result, _negotiate(format_, accept), settings.overlay_alpha)
+
+
+FormatQuery = Annotated[Format | None, Query(description="png (default), json or overlay")]
+ModeQuery = Annotated[Literal["resize", "native"] | None, Query(description="inference mode")]
+TimeoutQuery = Annotated[float | None, Query(gt=0, description="deadline in milliseconds")]
+AcceptHeader = Annotated[str | None, Header()]
+TimeoutHeader = Annotated[float | None, Header(gt=0, description="deadline (ms)")]
 
 
 @router.post(
     "/v1/segment",
-    summary="Segment one image",
+    summary="Segment one image with the default model",
     response_class=Response,
-    responses={
-        200: {
-            "description": "PNG label mask (default), JSON (format=json or Accept: application/json), "
-            "or the blended overlay PNG (format=overlay). Header X-Segformer-Classes lists present ids.",
-            "content": {"image/png": {}, "application/json": {"schema": SegmentJSON.model_json_schema()}},
-        },
-        **ERROR_RESPONSES,
-    },
+    responses=_SEGMENT_RESPONSES,
     openapi_extra=_SEGMENT_BODY,
 )
 async def segment(
     request: Request,
-    format: Annotated[Format | None, Query(description="png (default), json or overlay")] = None,
-    mode: Annotated[Literal["resize", "native"] | None, Query(description="inference mode")] = None,
-    timeout_ms: Annotated[float | None, Query(gt=0, description="deadline in milliseconds")] = None,
-    accept: Annotated[str | None, Header()] = None,
-    x_request_timeout_ms: Annotated[float | None, Header(gt=0, description="deadline (ms)")] = None,
+    format: FormatQuery = None,
+    mode: ModeQuery = None,
+    timeout_ms: TimeoutQuery = None,
+    accept: AcceptHeader = None,
+    x_request_timeout_ms: TimeoutHeader = None,
 ) -> Response:
-    start = time.monotonic()
-    plane, settings = _dataplane(request), _settings(request)
-    if not plane.ready:
-        raise errors.not_ready()
-    budget_ms = timeout_ms if timeout_ms is not None else x_request_timeout_ms
-    deadline = start + budget_ms / 1000 if budget_ms is not None else None
-    data = await read_image_bytes(request, settings.max_body_bytes)
-    result = await _unless_disconnected(
-        request, plane.segment(SegmentRequest(data, mode, deadline, "rest", "/v1/segment"))
-    )
-    if result is None:  # nobody to answer; 499 (nginx's "client closed request") for the metrics
-        metrics.observe_error("rest", "client_disconnected")
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
-    chosen = _negotiate(format, accept)
-    return await asyncio.to_thread(_render, result, chosen, plane, settings.overlay_alpha)
+    return await _segment(request, None, format, mode, timeout_ms, accept, x_request_timeout_ms)
+
+
+@router.post(
+    "/v1/models/{name}/segment",
+    summary="Segment one image with the model `name`",
+    response_class=Response,
+    responses={**_SEGMENT_RESPONSES, 404: {"model": ErrorBody, "description": "unknown model"}},
+    openapi_extra=_SEGMENT_BODY,
+)
+async def segment_with(
+    request: Request,
+    name: ModelName,
+    format: FormatQuery = None,
+    mode: ModeQuery = None,
+    timeout_ms: TimeoutQuery = None,
+    accept: AcceptHeader = None,
+    x_request_timeout_ms: TimeoutHeader = None,
+) -> Response:
+    return await _segment(request, name, format, mode, timeout_ms, accept, x_request_timeout_ms)
 
 
 @router.get("/v1/model", response_model=ModelDescription, responses={503: ERROR_RESPONSES[503]})
 async def model(request: Request) -> ModelDescription:
-    """Name, variant, classes with labels and colours, inference size, mode, providers, batching."""
-    return _dataplane(request).model_info()
+    """The default model: name, version, classes with labels and colours, inference size, batching."""
+    return _dataplane(request).describe(None)
+
+
+@router.get("/v1/models", response_model=ModelList)
+async def models(request: Request) -> ModelList:
+    """Every model with its state (loading, ready, unloading, failed), version and source hash."""
+    plane = _dataplane(request)
+    return ModelList(default=plane.repository.default, models=plane.list_models())
+
+
+@router.get(
+    "/v1/models/{name}",
+    response_model=ModelDescription,
+    responses={404: {"model": ErrorBody}, 503: ERROR_RESPONSES[503]},
+)
+async def model_named(request: Request, name: ModelName) -> ModelDescription:
+    """The serving version of model ``name`` (503 while its first version is loading)."""
+    return _dataplane(request).describe(name)
+
+
+@router.get("/v1/models/{name}/ready", response_model=Health, responses={404: {"model": ErrorBody}})
+async def model_ready(request: Request, name: ModelName) -> Health:
+    """Readiness of one model: 200 while a version of it serves."""
+    plane = _dataplane(request)
+    status = plane.status(name)  # 404 for an unknown model
+    if not plane.is_ready(name):
+        raise errors.model_not_ready(name, status.state, status.error)
+    return Health(status="ready")
 
 
 @router.get("/healthz", response_model=Health)
@@ -157,12 +228,13 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": ErrorBody}})
 async def readyz(request: Request) -> Health:
-    """Readiness: the model is loaded and warmed up (503 again once the server is stopping)."""
+    """Readiness: every configured model serves (503 while any is loading or failed, and once stopping)."""
     plane = _dataplane(request)
     if plane.draining:
         raise errors.shutting_down()
-    if not plane.ready:
-        raise errors.not_ready()
+    if not plane.is_ready():
+        waiting = [m.name for m in plane.list_models() if m.state != "ready"]
+        raise errors.ServeError(503, "not_ready", f"models not ready: {', '.join(waiting)}", retry_after=1.0)
     return Health(status="ready")
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from server.dataplane import ClassStat
+from server.schemas import ModelStatus
+from server.types import ClassStat
 
 
 class ErrorBody(BaseModel):
@@ -15,6 +16,7 @@ class ErrorBody(BaseModel):
 class SegmentJSON(BaseModel):
     width: int
     height: int
+    model: str = Field(description="the model that answered")
     classes: list[ClassStat] = Field(description="classes present in the mask, by id")
     mask_png_base64: str = Field(description="the label mask as PNG (8-bit, 16-bit above 256 classes)")
     timings_ms: dict[str, float] = Field(description="server-side time per stage")
@@ -24,10 +26,22 @@ class Health(BaseModel):
     status: str
 
 
+class ModelList(BaseModel):
+    default: str = Field(description="the model /v1/segment serves")
+    models: list[ModelStatus]
+
+
+class LoadBody(BaseModel):
+    source: str | None = Field(
+        None, description="new weights (any --model source); default: reload the model's current source"
+    )
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in {
         400: "invalid argument, corrupt image, or image too large (checked before decoding)",
+        404: "unknown model",
         413: "request body too large",
         415: "unsupported content type",
         503: "queue full or model not ready (with Retry-After)",

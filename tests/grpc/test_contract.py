@@ -49,7 +49,7 @@ def test_generated_code_imports_as_a_package() -> None:
     service = segmentation_pb2.DESCRIPTOR.services_by_name["SegmentationService"]
     assert service.full_name == "segformer.v1.SegmentationService"
     assert segmentation_pb2.DESCRIPTOR.name == "segformer/v1/segmentation.proto"
-    assert {m.name for m in service.methods} == {"Segment", "StreamSegment", "GetModel"}
+    assert {m.name for m in service.methods} == {"Segment", "StreamSegment", "GetModel", "ListModels"}
     assert hasattr(segmentation_pb2_grpc, "SegmentationServiceStub")
 
 

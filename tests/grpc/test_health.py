@@ -38,7 +38,12 @@ def test_reflection_lists_and_describes_the_service(channel: grpc.Channel) -> No
     proto = database.FindFileContainingSymbol(SERVICE)
     assert proto.name == "segformer/v1/segmentation.proto" and proto.package == "segformer.v1"
     methods = {m.name: (m.client_streaming, m.server_streaming) for m in proto.service[0].method}
-    assert methods == {"Segment": (False, False), "StreamSegment": (True, True), "GetModel": (False, False)}
+    assert methods == {
+        "Segment": (False, False),
+        "StreamSegment": (True, True),
+        "GetModel": (False, False),
+        "ListModels": (False, False),
+    }
 
 
 def test_overload_is_resource_exhausted(live: LiveServer) -> None:

@@ -79,8 +79,8 @@ def test_exports_a_checkpoint_once_without_torch_in_the_server(tmp_path: Path) -
     assert server.torch_modules() == [], "exporting must happen in a subprocess"
     (exported,) = (tmp_path / "cache").glob("*.onnx")
     stamp = exported.stat().st_mtime_ns
-    settings = Settings(model="random:b0", cache_dir=tmp_path / "cache", export_args="--no-verify")
-    assert resolve_model(settings) == exported and exported.stat().st_mtime_ns == stamp  # cached
+    settings = Settings(cache_dir=tmp_path / "cache", export_args="--no-verify")
+    assert resolve_model("random:b0", settings) == exported and exported.stat().st_mtime_ns == stamp  # cached
 
 
 def test_unloadable_model_exits_non_zero(tmp_path: Path) -> None:

@@ -36,18 +36,20 @@ MASK_DTYPE_UINT8: MaskDtype
 MASK_DTYPE_UINT16: MaskDtype
 
 class SegmentRequest(_message.Message):
-    __slots__ = ("image", "frame_id", "mode", "mask_format", "timeout_ms")
+    __slots__ = ("image", "frame_id", "mode", "mask_format", "timeout_ms", "model")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     FRAME_ID_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     MASK_FORMAT_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     frame_id: int
     mode: InferenceMode
     mask_format: MaskFormat
     timeout_ms: int
-    def __init__(self, image: _Optional[bytes] = ..., frame_id: _Optional[int] = ..., mode: _Optional[_Union[InferenceMode, str]] = ..., mask_format: _Optional[_Union[MaskFormat, str]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    model: str
+    def __init__(self, image: _Optional[bytes] = ..., frame_id: _Optional[int] = ..., mode: _Optional[_Union[InferenceMode, str]] = ..., mask_format: _Optional[_Union[MaskFormat, str]] = ..., timeout_ms: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
 
 class Mask(_message.Message):
     __slots__ = ("format", "dtype", "width", "height", "data")
@@ -86,7 +88,7 @@ class FrameStatus(_message.Message):
     def __init__(self, code: _Optional[int] = ..., error: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class SegmentResponse(_message.Message):
-    __slots__ = ("frame_id", "status", "mask", "classes", "timings")
+    __slots__ = ("frame_id", "status", "mask", "classes", "timings", "model")
     class TimingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -99,16 +101,50 @@ class SegmentResponse(_message.Message):
     MASK_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     frame_id: int
     status: FrameStatus
     mask: Mask
     classes: _containers.RepeatedCompositeFieldContainer[ClassStat]
     timings: _containers.ScalarMap[str, float]
-    def __init__(self, frame_id: _Optional[int] = ..., status: _Optional[_Union[FrameStatus, _Mapping]] = ..., mask: _Optional[_Union[Mask, _Mapping]] = ..., classes: _Optional[_Iterable[_Union[ClassStat, _Mapping]]] = ..., timings: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    model: str
+    def __init__(self, frame_id: _Optional[int] = ..., status: _Optional[_Union[FrameStatus, _Mapping]] = ..., mask: _Optional[_Union[Mask, _Mapping]] = ..., classes: _Optional[_Iterable[_Union[ClassStat, _Mapping]]] = ..., timings: _Optional[_Mapping[str, float]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class GetModelRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ModelStatus(_message.Message):
+    __slots__ = ("name", "state", "default", "version", "source_sha256", "error", "reloading")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    RELOADING_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: str
+    default: bool
+    version: int
+    source_sha256: str
+    error: str
+    reloading: bool
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., default: _Optional[bool] = ..., version: _Optional[int] = ..., source_sha256: _Optional[str] = ..., error: _Optional[str] = ..., reloading: _Optional[bool] = ...) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("default", "models")
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    default: str
+    models: _containers.RepeatedCompositeFieldContainer[ModelStatus]
+    def __init__(self, default: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ...) -> None: ...
 
 class ModelClass(_message.Message):
     __slots__ = ("id", "label", "color")
@@ -121,7 +157,7 @@ class ModelClass(_message.Message):
     def __init__(self, id: _Optional[int] = ..., label: _Optional[str] = ..., color: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GetModelResponse(_message.Message):
-    __slots__ = ("name", "variant", "num_labels", "classes", "inference_height", "inference_width", "mode", "mask_dtype", "providers", "details")
+    __slots__ = ("name", "variant", "num_labels", "classes", "inference_height", "inference_width", "mode", "mask_dtype", "providers", "version", "source_sha256", "details")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VARIANT_FIELD_NUMBER: _ClassVar[int]
     NUM_LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +167,8 @@ class GetModelResponse(_message.Message):
     MODE_FIELD_NUMBER: _ClassVar[int]
     MASK_DTYPE_FIELD_NUMBER: _ClassVar[int]
     PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_SHA256_FIELD_NUMBER: _ClassVar[int]
     DETAILS_FIELD_NUMBER: _ClassVar[int]
     name: str
     variant: str
@@ -141,5 +179,7 @@ class GetModelResponse(_message.Message):
     mode: str
     mask_dtype: str
     providers: _containers.RepeatedScalarFieldContainer[str]
+    version: int
+    source_sha256: str
     details: _struct_pb2.Struct
-    def __init__(self, name: _Optional[str] = ..., variant: _Optional[str] = ..., num_labels: _Optional[int] = ..., classes: _Optional[_Iterable[_Union[ModelClass, _Mapping]]] = ..., inference_height: _Optional[int] = ..., inference_width: _Optional[int] = ..., mode: _Optional[str] = ..., mask_dtype: _Optional[str] = ..., providers: _Optional[_Iterable[str]] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., variant: _Optional[str] = ..., num_labels: _Optional[int] = ..., classes: _Optional[_Iterable[_Union[ModelClass, _Mapping]]] = ..., inference_height: _Optional[int] = ..., inference_width: _Optional[int] = ..., mode: _Optional[str] = ..., mask_dtype: _Optional[str] = ..., providers: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., source_sha256: _Optional[str] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...

@@ -49,6 +49,11 @@ class SegmentationServiceStub:
                 request_serializer=segformer_dot_v1_dot_segmentation__pb2.GetModelRequest.SerializeToString,
                 response_deserializer=segformer_dot_v1_dot_segmentation__pb2.GetModelResponse.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/segformer.v1.SegmentationService/ListModels',
+                request_serializer=segformer_dot_v1_dot_segmentation__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=segformer_dot_v1_dot_segmentation__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
 
 
 class SegmentationServiceServicer:
@@ -74,7 +79,15 @@ class SegmentationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetModel(self, request, context):
-        """The served model: the same information as REST `GET /v1/model`.
+        """One served model (`name`, empty = the default): the same information as REST `GET /v1/models/{name}`.
+        NOT_FOUND for an unknown model, UNAVAILABLE while its first version is loading.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """Every model with its state: the same information as REST `GET /v1/models`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -97,6 +110,11 @@ def add_SegmentationServiceServicer_to_server(servicer, server):
                     servicer.GetModel,
                     request_deserializer=segformer_dot_v1_dot_segmentation__pb2.GetModelRequest.FromString,
                     response_serializer=segformer_dot_v1_dot_segmentation__pb2.GetModelResponse.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=segformer_dot_v1_dot_segmentation__pb2.ListModelsRequest.FromString,
+                    response_serializer=segformer_dot_v1_dot_segmentation__pb2.ListModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +198,33 @@ class SegmentationService:
             '/segformer.v1.SegmentationService/GetModel',
             segformer_dot_v1_dot_segmentation__pb2.GetModelRequest.SerializeToString,
             segformer_dot_v1_dot_segmentation__pb2.GetModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/segformer.v1.SegmentationService/ListModels',
+            segformer_dot_v1_dot_segmentation__pb2.ListModelsRequest.SerializeToString,
+            segformer_dot_v1_dot_segmentation__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

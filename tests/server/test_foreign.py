@@ -43,9 +43,9 @@ def tiny_foreign(path: Path, opset: int, classes: int = CLASSES) -> Path:
 
 def test_foreign_graph_is_wrapped_cached_and_equivalent(tmp_path: Path) -> None:
     source = tiny_foreign(tmp_path / "optimum.onnx", opset=13)  # older opset: converted up
-    settings = Settings(model=str(source), cache_dir=tmp_path / "cache")
-    wrapped = resolve_model(settings)
-    assert wrapped.parent == tmp_path / "cache" and resolve_model(settings) == wrapped
+    settings = Settings(cache_dir=tmp_path / "cache")
+    wrapped = resolve_model(str(source), settings)
+    assert wrapped.parent == tmp_path / "cache" and resolve_model(str(source), settings) == wrapped
     session = ort.InferenceSession(str(wrapped), providers=["CPUExecutionProvider"])
     spec = ModelSpec.from_graph(session.get_modelmeta().custom_metadata_map, session.get_inputs()[0].shape)
     assert spec.foreign and spec.num_labels == CLASSES and spec.label(0) == "road"  # Cityscapes by count
