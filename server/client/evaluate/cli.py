@@ -20,7 +20,7 @@ from pathlib import Path
 
 from server.client.client import SegformerClient
 from server.client.evaluate import report
-from server.client.evaluate.dataset import pairs
+from server.client.evaluate.dataset import Pair, pairs
 from server.client.evaluate.labels import DATASETS, LabelError
 from server.client.evaluate.local import LocalServer
 from server.client.evaluate.runner import EvalError, evaluate
@@ -67,11 +67,8 @@ def _fail(message: str) -> int:
     return 2
 
 
-def run(args: argparse.Namespace, url: str) -> int:
-    """Evaluate on ``url``; print the table (and write ``--json``)."""
-    found = pairs(
-        args.images, args.labels, args.dataset, label_map=args.label_map, zero_label=args.reduce_zero_label
-    )
+def run(args: argparse.Namespace, url: str, found: list[Pair]) -> int:
+    """Evaluate ``found`` on ``url``; print the table (and write ``--json``)."""
     with SegformerClient(url, timeout=args.timeout) as client:
         try:
             description = client.model(args.model_name)
@@ -96,12 +93,15 @@ def run(args: argparse.Namespace, url: str) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    found = pairs(  # bad folders fail here, before any server is asked or started
+        args.images, args.labels, args.dataset, label_map=args.label_map, zero_label=args.reduce_zero_label
+    )
     if args.target.startswith(URL_SCHEMES):
-        return run(args, args.target)
+        return run(args, args.target, found)
     if not args.quiet:
         print(f"starting a local segformer-serve for {args.target} ...", file=sys.stderr)
     with LocalServer(args.target, args.serve_arg, grpc=args.grpc) as server:
-        return run(args, server.url)
+        return run(args, server.url, found)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

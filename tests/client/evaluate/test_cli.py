@@ -177,3 +177,13 @@ def test_console_script_points_at_the_cli() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, function = scripts["segformer-eval"].partition(":")
     assert getattr(importlib.import_module(module), function) is main
+
+
+def test_a_model_target_checks_the_folders_first_and_reports_a_server_that_fails(
+    ade: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.onnx"
+    err = _fails([str(missing), "--images", str(tmp_path / "none"), "--labels", str(ade)], capsys)
+    assert f"images folder {tmp_path / 'none'} does not exist" in err and "local" not in err
+    err = _fails([str(missing), "--images", str(ade), "--labels", str(ade), "-q"], capsys)
+    assert "the local server exited with" in err and "missing.onnx" in err
