@@ -142,9 +142,9 @@ def test_bad_folders_and_refused_requests_give_clear_errors(
     err = _fails([rest_url, *folders, "-q"], capsys)
     assert f"label {labels / IMAGE}.png is 256x341 but image {images / IMAGE}.jpg is 683x512" in err
     both = ["--images", str(ade), "--labels", str(ade), "-q"]
-    err = _fails([rest_url, *both, "--mode", "slide"], capsys)
+    err = _fails([rest_url, *both, "--mode", "sideways"], capsys)
     assert f"{ade / IMAGE}.jpg: the server refused it: 400 invalid_argument" in err and "mode" in err
-    assert "has no mode 'slide'" in _fails([grpc_url, *both, "--mode", "slide"], capsys)
+    assert "has no mode 'sideways'" in _fails([grpc_url, *both, "--mode", "sideways"], capsys)
     err = _fails([rest_url, *both, "--model-name", "nope"], capsys)
     assert "cannot describe model 'nope': 404" in err
     (images / "x_leftImg8bit.jpg").symlink_to(ade / f"{IMAGE}.jpg")
