@@ -122,8 +122,10 @@ def test_a_model_path_is_evaluated_through_a_private_server(
 
 def _fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     capsys.readouterr()
-    assert main(argv) == 2
-    return capsys.readouterr().err
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    return err
 
 
 def test_bad_folders_and_refused_requests_give_clear_errors(
