@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import grpc
 import httpx
@@ -24,15 +24,11 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.client.types import ClassInfo, Segmentation, SegmentationError, content_type
+from server.client.wire import has_field, segment_request
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
 
 Image = bytes | str | Path
-MODES = {
-    None: pb.INFERENCE_MODE_UNSPECIFIED,
-    "resize": pb.INFERENCE_MODE_RESIZE,
-    "native": pb.INFERENCE_MODE_NATIVE,
-}
 MiB = 1024 * 1024
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
@@ -84,11 +80,17 @@ class SegformerClient:
         else:
             self._http = httpx.Client(base_url=f"{parts.scheme}://{parts.netloc}", timeout=timeout)
 
-    def segment(self, image: Image, *, mode: str | None = None, mask_format: str = "png") -> Segmentation:
-        """Segment one image; raises ``SegmentationError`` when the server refuses it."""
+    def segment(
+        self, image: Image, *, mode: str | None = None, mask_format: str = "png", model: str | None = None
+    ) -> Segmentation:
+        """Segment one image; raises ``SegmentationError`` when the server refuses it.
+
+        ``model``: a served model's name (REST ``/v1/models/{model}/segment``, gRPC
+        ``SegmentRequest.model``); ``None``: the server's default model (``/v1/segment``).
+        """
         data = _read(image)
         if self._channel is not None:
-            request = pb.SegmentRequest(image=data, mode=MODES[mode], mask_format=_mask_format(mask_format))
+            request = segment_request(data, 0, mode, mask_format, model)
             try:
                 return _from_proto(self._stub.Segment(request, timeout=self.timeout))
             except grpc.RpcError as exc:
@@ -99,17 +101,12 @@ class SegformerClient:
             params["timeout_ms"] = str(self.timeout * 1000)  # the server drops it once we gave up
         headers = {"Content-Type": content_type(data), "Accept": "application/json"}
         try:
-            response = self._http.post("/v1/segment", content=data, params=params, headers=headers)
+            path = f"/v1/models/{quote(model, safe='')}/segment" if model else "/v1/segment"
+            response = self._http.post(path, content=data, params=params, headers=headers)
         except httpx.TransportError as exc:  # no answer at all: like gRPC's UNAVAILABLE (no error kind)
             raise SegmentationError("UNAVAILABLE", "", f"{type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
-            try:
-                error: dict[str, Any] = response.json()
-            except ValueError:  # not the server's JSON error (a proxy?)
-                error = {"detail": response.text[:200]}
-            raise SegmentationError(
-                str(response.status_code), error.get("error", ""), error.get("detail", "")
-            )
+            raise _http_error(response)
         body: dict[str, Any] = response.json()
         return Segmentation(
             width=body["width"],
@@ -120,7 +117,13 @@ class SegformerClient:
         )
 
     def stream(
-        self, images: Iterable[Image], *, mode: str | None = None, mask_format: str = "png", inflight: int = 8
+        self,
+        images: Iterable[Image],
+        *,
+        mode: str | None = None,
+        mask_format: str = "png",
+        inflight: int = 8,
+        model: str | None = None,
     ) -> Iterator[Segmentation]:
         """Segment frames in order: one result per frame (``.error`` set when that frame failed).
 
@@ -128,11 +131,9 @@ class SegformerClient:
         concurrent requests. A failure of the whole call raises ``SegmentationError``.
         """
         if self._channel is not None:
+            segment_request(b"", 0, mode, mask_format, model)  # a bad mode or model fails here, not mid-call
             requests = (
-                pb.SegmentRequest(
-                    image=_read(im), frame_id=i, mode=MODES[mode], mask_format=_mask_format(mask_format)
-                )
-                for i, im in enumerate(images)
+                segment_request(_read(im), i, mode, mask_format, model) for i, im in enumerate(images)
             )
             call = self._stub.StreamSegment(requests)
             try:
@@ -143,14 +144,14 @@ class SegformerClient:
             finally:
                 call.cancel()  # a no-op once done; ends the server's work if the caller stopped early
             return
-        yield from self._rest_stream(images, mode, inflight)
+        yield from self._rest_stream(images, mode, inflight, model)
 
     def _rest_stream(
-        self, images: Iterable[Image], mode: str | None, inflight: int
+        self, images: Iterable[Image], mode: str | None, inflight: int, model: str | None
     ) -> Iterator[Segmentation]:
         def one(frame_id: int, image: Image) -> Segmentation:
             try:
-                seg = self.segment(image, mode=mode)
+                seg = self.segment(image, mode=mode, model=model)
             except SegmentationError as err:
                 err.frame_id = frame_id
                 return Segmentation(frame_id=frame_id, error=err)
@@ -166,14 +167,30 @@ class SegformerClient:
             for future in window:
                 yield future.result()
 
-    def model(self) -> dict[str, Any]:
-        """The served model: REST ``GET /v1/model`` body (gRPC: ``GetModel``'s ``details``)."""
+    def model(self, name: str | None = None) -> dict[str, Any]:
+        """The served model: REST ``GET /v1/model`` body (gRPC: ``GetModel``'s ``details``).
+
+        ``name``: that model (REST ``GET /v1/models/{name}``, gRPC ``GetModelRequest.name``).
+        Raises ``SegmentationError`` when the server refuses (unknown model: 404 / NOT_FOUND).
+        """
         if self._channel is not None:
-            response = self._stub.GetModel(pb.GetModelRequest(), timeout=self.timeout)
+            if name and not has_field(pb.GetModelRequest, "name"):
+                raise SegmentationError(
+                    "INVALID_ARGUMENT", "invalid_argument", "this segformer.v1 has no GetModelRequest.name"
+                )
+            request = pb.GetModelRequest(name=name) if name else pb.GetModelRequest()
+            try:
+                response = self._stub.GetModel(request, timeout=self.timeout)
+            except grpc.RpcError as exc:
+                raise _rpc_error(exc) from None
             return json_format.MessageToDict(response.details)
         assert self._http is not None
-        response = self._http.get("/v1/model")
-        response.raise_for_status()
+        try:
+            response = self._http.get(f"/v1/models/{quote(name, safe='')}" if name else "/v1/model")
+        except httpx.TransportError as exc:
+            raise SegmentationError("UNAVAILABLE", "", f"{type(exc).__name__}: {exc}") from None
+        if response.status_code != 200:
+            raise _http_error(response)
         return response.json()
 
     def ready(self) -> bool:
@@ -204,5 +221,12 @@ class SegformerClient:
         self.close()
 
 
-def _mask_format(name: str) -> int:
-    return {"png": pb.MASK_FORMAT_PNG, "raw": pb.MASK_FORMAT_RAW}[name]
+def _http_error(response: httpx.Response) -> SegmentationError:
+    try:
+        error: dict[str, Any] = response.json()
+    except ValueError:  # not the server's JSON error (a proxy?)
+        error = {"detail": response.text[:200]}
+    if not isinstance(error, dict):
+        error = {"detail": str(error)[:200]}
+    detail = error.get("detail", "")
+    return SegmentationError(str(response.status_code), str(error.get("error", "")), str(detail))
