@@ -6,6 +6,8 @@
   extension (one BYTES element: the JPEG), so both servers get exactly the same bytes over the same
   kind of connection and do the same work (decode, resize, graph, PNG encode).
 - ``grpc``: the project's generated stubs (unary ``Segment``, PNG mask), one channel per client.
+- ``grpc-stream``: one ``StreamSegment`` call per client kept open for the whole run, one frame in
+  flight at a time (send a frame, read its answer); a failed stream is reopened on the next frame.
 
 Each sender raises on anything but a well-formed answer.
 """
@@ -13,10 +15,13 @@ Each sender raises on anything but a well-formed answer.
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
+import queue
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 TRITON_MODEL = "segformer"
@@ -108,13 +113,10 @@ def triton_sender(url: str) -> Sender:
     return Sender(send, http.close)
 
 
-def grpc_sender(target: str) -> Sender:
+def _channel(target: str) -> Any:
     import grpc
 
-    from server.grpc.gen import segmentation_pb2 as pb
-    from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
-
-    channel = grpc.insecure_channel(
+    return grpc.insecure_channel(
         target,
         options=[
             ("grpc.use_local_subchannel_pool", 1),
@@ -122,6 +124,13 @@ def grpc_sender(target: str) -> Sender:
             ("grpc.max_send_message_length", 64 << 20),
         ],
     )
+
+
+def grpc_sender(target: str) -> Sender:
+    from server.grpc.gen import segmentation_pb2 as pb
+    from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
+
+    channel = _channel(target)
     stub = pb_grpc.SegmentationServiceStub(channel)
 
     def send(body: bytes) -> None:
@@ -132,6 +141,56 @@ def grpc_sender(target: str) -> Sender:
     return Sender(send, channel.close)
 
 
+class _Stream:
+    """One open ``StreamSegment`` call: frames go in through a queue, answers come back in order."""
+
+    def __init__(self, stub: Any) -> None:
+        self.requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.answers = stub.StreamSegment(iter(self.requests.get, None))
+
+    def close(self) -> None:
+        self.requests.put(None)  # ends the request iterator: the server finishes the stream
+        self.answers.cancel()
+
+
+def grpc_stream_sender(target: str) -> Sender:
+    from server.grpc.gen import segmentation_pb2 as pb
+    from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
+
+    channel = _channel(target)
+    stub = pb_grpc.SegmentationServiceStub(channel)
+    frames = itertools.count()
+    state: dict[str, _Stream | None] = {"stream": None}
+
+    def send(body: bytes) -> None:
+        stream = state["stream"] or _Stream(stub)
+        state["stream"] = stream
+        frame = next(frames)
+        stream.requests.put(pb.SegmentRequest(image=body, frame_id=frame))
+        try:
+            reply = next(stream.answers)
+        except BaseException:
+            stream.close()
+            state["stream"] = None  # reopened on the next frame
+            raise
+        if reply.HasField("status"):
+            raise RuntimeError(f"frame {frame}: {reply.status.error}: {reply.status.message}")
+        if reply.frame_id != frame or not reply.mask.data.startswith(b"\x89PNG"):
+            raise RuntimeError(f"frame {frame}: answer for frame {reply.frame_id} without a PNG mask")
+
+    def close() -> None:
+        if state["stream"] is not None:
+            state["stream"].close()
+        channel.close()
+
+    return Sender(send, close)
+
+
 def make_client(target: str, url: str) -> Sender:
-    factories = {"rest": rest_sender, "triton": triton_sender, "grpc": grpc_sender}
+    factories = {
+        "rest": rest_sender,
+        "triton": triton_sender,
+        "grpc": grpc_sender,
+        "grpc-stream": grpc_stream_sender,
+    }
     return factories[target](url)

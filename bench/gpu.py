@@ -1,152 +1,128 @@
-"""The same bench on a lent GPU (CUDA EP): ``python -m bench.gpu --out $OUT`` on the device machine.
+"""The CUDA path on a lent GPU, in one call: ``python -m bench.gpu --data .gpu/data --out $OUT``.
 
-For each variant (B0, B5) and precision (fp32, fp16): export the graph there (``--no-verify``), time raw
-ONNX Runtime CUDA ``session.run`` (the ceiling) at each size and batch 1/4, start ``segformer-serve
---device cuda`` on the same graph, check it picked CUDA and that its masks match the CPU masks, and drive
-it over REST at each concurrency. ``512x512`` uses 512×512 JPEGs in ``resize`` mode; ``1024x2048`` uses
-2048×1024 JPEGs in ``native`` mode, so server and ceiling do the same work. Prints a table last and
-writes ``gpu-results.json`` and ``gpu-report.md`` under ``--out``. See docs/benchmarks/GPU.md.
+Phases, in priority order, each timed and fenced (an error is recorded, the next phase runs; a phase
+that would start after ``--budget-s`` is skipped and says so):
+
+1. ``raw_b0``: raw ORT CUDA, B0 fp32/fp16 at 512², batch 1/8/32: host numpy, IOBinding, CUDA graphs;
+2. ``served_ref``: the server on the CPU (``--device cpu``, fp32): the reference masks of the photos;
+3. ``served_fp16`` / ``served_fp32``: the server on the GPU (``--device cuda``): providers from
+   ``/v1/model``, masks over REST and gRPC vs the CPU masks, then load: gRPC streaming and REST,
+   1..128 clients, one size (512² JPEGs) and mixed sizes (the photos as they are);
+4. ``b5``: raw ORT B5 (random weights) fp32/fp16 at batch 1/8, and the server on B5 fp16;
+5. ``memory``: device memory over mixed shapes, the server's arena (kSameAsRequested) vs ORT's default;
+6. ``first_runs``: first run per new shape, ``cudnn_conv_algo_search`` HEURISTIC vs EXHAUSTIVE;
+7. ``tune``: the server's batching/thread settings on CUDA, fp16, gRPC streaming at the most clients.
+
+Writes ``gpu-results.json`` (after every phase), ``gpu-report.md`` and ``servers.log`` under ``--out``
+and prints the targets table last. ``--dry-run`` runs every phase on the CPU with tiny counts (what
+``tests/bench/test_gpu.py`` does); its numbers mean nothing. See docs/benchmarks/GPU.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import os
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
+from bench.gpu_env import environment, export_cuda_libraries
+from bench.gpu_phases import PHASES, Run
+from bench.gpu_report import render, targets_table
+from bench.servers import ROOT
 
-from bench.common import synthetic_jpegs, write_json
-from bench.ortcase import make_session
-from bench.servers import ROOT, export_graph, start_server
-
-PAPER_V100 = {"b0": 50.5, "b5": 11.9}  # SegFormer paper, ADE20K 512×512, batch 1, images/s
-CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-
-
-def ceiling(session: Any, image: np.ndarray, batch: int, runs: int = 20) -> float:
-    """Median images/s of ``session.run`` on ``batch`` copies of ``image`` (output at the input size)."""
-    feed = {"image": np.stack([image] * batch), "output_size": np.array(image.shape[:2], dtype=np.int64)}
-    for _ in range(5):
-        session.run(["mask"], feed)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(["mask"], feed)
-        times.append(time.perf_counter() - start)
-    return batch / float(np.median(times))
-
-
-def served(url: str, jpegs: list[Path], concurrency: list[int], duration: float, work: Path) -> list[dict]:
-    out = []
-    for c in concurrency:
-        path = work / f"load-{c}.json"
-        args = ["--target", "rest", "--url", url, "--concurrency", str(c), "--duration", str(duration)]
-        args += ["--out", str(path), *map(str, jpegs)]
-        subprocess.run([sys.executable, "-m", "bench.loadgen", *args], check=True)
-        out.append(json.loads(path.read_text()))
-    return out
-
-
-def fetch_mask(url: str, query: str, jpeg: bytes) -> np.ndarray:
-    headers = {"Content-Type": "image/jpeg"}
-    request = urllib.request.Request(f"{url}/v1/segment{query}", data=jpeg, headers=headers, method="POST")
-    with urllib.request.urlopen(request, timeout=120) as answer:
-        return np.asarray(Image.open(io.BytesIO(answer.read())))
+DEFAULTS = {  # fit ~7 min on one H200 with 16 cores (the device call allows 10)
+    "budget_s": 420.0,
+    "duration": 3.0,
+    "clients": "1,8,32,128",
+    "clients_fp32": "1,32,128",
+    "raw_seconds": 1.5,
+    "raw_batches": "1,8,32",
+    "b5_batches": "1,8",
+    "b5_clients": "32,128",
+    "load_procs": 4,
+    "scale": 1.0,
+    "memory_rounds": 2,
+    "server_flags": "",
+    "tune": "mb16:--max-batch-size 16;mb32:--max-batch-size 32;t2:--intra-op-threads 2;s2:--sessions 2",
+}
+DRY = {  # every phase on 2 shared CPU cores in about a minute
+    "budget_s": 300.0,
+    "duration": 0.4,
+    "clients": "2",
+    "clients_fp32": "2",
+    "raw_seconds": 0.05,
+    "raw_batches": "1,2",
+    "b5_batches": "1",
+    "b5_clients": "2",
+    "load_procs": 2,
+    "scale": 0.125,
+    "memory_rounds": 1,
+    "server_flags": "--sessions 1 --warmup-runs 0",
+    "tune": "mb4:--max-batch-size 4",
+}
 
 
-def one(args: argparse.Namespace, variant: str, precision: str, work: Path) -> list[dict[str, Any]]:
-    source = args.b0_source if variant == "b0" and args.b0_source else f"random:{variant}"
-    extra = ["--fp16"] if precision == "fp16" else []
-    graph = export_graph(source, work / "graphs" / f"{variant}-{precision}.onnx", extra=extra)
-    fp32 = export_graph(source, work / "graphs" / f"{variant}-fp32.onnx")
-    providers = CUDA if args.device == "cuda" else None
-    session, cpu = make_session(graph, 4, providers), make_session(fp32, 8)
-    rows = []
-    for size in args.sizes:
-        height, width = (int(v) for v in size.split("x"))
-        jpegs = synthetic_jpegs(3, seed=1, sizes=[(width, height)])
-        files = []
-        for i, data in enumerate(jpegs):
-            files.append(work / f"{size}-{i}.jpg")
-            files[-1].write_bytes(data)
-        image = np.asarray(Image.open(io.BytesIO(jpegs[0])).convert("RGB"))
-        row: dict[str, Any] = {"variant": variant, "precision": precision, "size": size}
-        row["providers"] = session.get_providers()
-        row["ceiling_b1"], row["ceiling_b4"] = ceiling(session, image, 1), ceiling(session, image, 4)
-        flags = ["--device", args.device, "--native-max-side", str(max(height, width))]
-        server = start_server(graph, work / "server", len(os.sched_getaffinity(0)), flags)  # every core
-        try:
-            query = "" if size == "512x512" else "?mode=native"
-            with urllib.request.urlopen(f"{server.url}/v1/model", timeout=10) as answer:
-                row["server_providers"] = json.loads(answer.read())["providers"]
-            feed = {"image": image[None], "output_size": np.array(image.shape[:2])}
-            reference = cpu.run(["mask"], feed)[0][0]
-            got = fetch_mask(server.url, query, jpegs[0])
-            same = got.shape == reference.shape
-            row["agreement_vs_cpu"] = float((got == reference).mean()) if same else 0.0
-            row["load"] = served(server.url + query, files, args.concurrency, args.duration, work)
-        finally:
-            server.stop()
-        best = max(row["load"], key=lambda r: r["images_per_s"])
-        row["served_best"], row["served_best_c"] = best["images_per_s"], best["concurrency"]
-        row["ratio_vs_ceiling"] = best["images_per_s"] / max(row["ceiling_b1"], row["ceiling_b4"])
-        row["p50_c1_ms"] = next((r["p50_ms"] for r in row["load"] if r["concurrency"] == 1), None)
-        row["paper_v100"] = PAPER_V100.get(variant) if size == "512x512" else None
-        rows.append(row)
-        summary = {k: v for k, v in row.items() if k != "load"}
-        print(f"[gpu] {variant} {precision} {size}: {json.dumps(summary)}", flush=True)
-    return rows
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    head = "| variant | precision | size | ORT CUDA b1 img/s | b4 img/s | served best img/s (c) "
-    head += "| ratio (goal ≥ 0.8) | p50 c=1 ms | paper V100 img/s | server EPs | mask agreement vs CPU |"
-    lines = [head, "|" + "---|" * 11]
-    for r in rows:
-        lines.append(
-            f"| {r['variant']} | {r['precision']} | {r['size']} "
-            f"| {r['ceiling_b1']:.1f} | {r['ceiling_b4']:.1f} "
-            f"| {r['served_best']:.1f} ({r['served_best_c']}) | {r['ratio_vs_ceiling']:.2f} "
-            f"| {r['p50_c1_ms'] or float('nan'):.1f} | {r['paper_v100'] or '—'} "
-            f"| {','.join(p.replace('ExecutionProvider', '') for p in r['server_providers'])} "
-            f"| {r['agreement_vs_cpu']:.4f} |"
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.gpu", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--data", type=Path, default=ROOT / ".gpu" / "data", help="from scripts/gpu_prepare.sh")
+    p.add_argument("--out", type=Path, required=True, help="results, report, logs ($OUT on the device)")
+    p.add_argument("--work", type=Path, default=Path("/tmp/bench-gpu"), help="graphs, images, load files")
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    p.add_argument("--dry-run", action="store_true", help="every phase on the CPU with tiny counts")
+    p.add_argument("--phases", default=",".join(name for name, _ in PHASES), help="a subset, in order")
+    for key, value in DEFAULTS.items():
+        p.add_argument(
+            f"--{key.replace('_', '-')}", type=type(value), default=None, help=f"default {value!r}"
         )
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--work", type=Path, default=Path("/tmp/bench-gpu"))
-    p.add_argument("--variants", default="b0,b5")
-    p.add_argument("--precisions", default="fp32,fp16")
-    p.add_argument("--sizes", default="512x512,1024x2048")
-    p.add_argument("--concurrency", default="1,4,16,64")
-    p.add_argument("--duration", type=float, default=6.0)
-    p.add_argument("--b0-source", default=None, help="real B0 weights folder carried along (default random)")
-    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a dry run of the script")
     args = p.parse_args(argv)
-    args.sizes = args.sizes.split(",")
-    args.concurrency = [int(c) for c in args.concurrency.split(",")]
-    rows = []
-    for variant in args.variants.split(","):
-        for precision in args.precisions.split(","):
-            rows += one(args, variant, precision, args.work / f"{variant}-{precision}")
-            write_json(args.out / "gpu-results.json", rows)
-    text = table(rows)
-    (args.out / "gpu-report.md").write_text(text + "\n")
-    print(text, flush=True)
+    base = DRY if args.dry_run else DEFAULTS
+    for key, value in base.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.dry_run:
+        args.device = "cpu"
+    return args
+
+
+def _unfit(env: dict[str, Any]) -> str | None:
+    if env["missing_imports"]:
+        return f"the server cannot import {env['missing_imports']} (carry the wheels: docs/benchmarks/GPU.md)"
+    if env["device"] == "cuda" and "CUDAExecutionProvider" not in env["providers_available"]:
+        return f"onnxruntime {env['onnxruntime']} has no CUDA provider ({env['providers_available']})"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    run = Run(args)
+    if args.device == "cuda":
+        print(f"[gpu] CUDA libraries from {export_cuda_libraries()}", flush=True)
+    run.results["env"] = environment(args.device)
+    print(f"[gpu] {json.dumps(run.results['env'])}", flush=True)
+    problem = _unfit(run.results["env"])
+    if problem:  # say so in seconds instead of failing every phase on the device's clock
+        run.results["phases"]["env"] = {"status": "error", "error": problem}
+        run.save()
+        print(f"[gpu] cannot run: {problem}", flush=True)
+        return 2
+    wanted = set(args.phases.split(","))
+    for name, body in PHASES:
+        if name in wanted:
+            run.phase(name, body)
+    with (args.out / "servers.log").open("w") as sink:
+        for log in run.server_logs:
+            sink.write(f"===== {log}\n{log.read_text(errors='replace')[-200_000:]}\n")
+    (args.out / "gpu-report.md").write_text(render(run.results) + "\n")
+    print(render(run.results, details=False), flush=True)
+    print(targets_table(run.results), flush=True)
+    failed = [n for n, r in run.results["phases"].items() if r["status"] == "error"]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    main()
+    sys.exit(main())

@@ -63,10 +63,12 @@ def run_load(
     images: list[bytes],
     pid: int | None,
     min_answers: int = 5,
+    keep_latencies: bool = False,
 ) -> dict[str, object]:
     """Drive ``url`` with ``concurrency`` closed-loop clients; the measured window's summary as a dict.
 
     The window is extended (up to 4× ``duration``) until at least ``min_answers`` answers came in.
+    ``keep_latencies`` adds every answer's latency (ms) to ``extra`` (to merge several generators).
     """
     shared = _Shared(concurrency)
     senders = [make_client(target, url) for _ in range(concurrency)]
@@ -107,6 +109,8 @@ def run_load(
         client_cpu_cores=(own1 - own0) / (end - start),
         extra={"warmed_up": shared.all_answered.is_set(), "error_samples": shared.error_samples},
     )
+    if keep_latencies:
+        result.extra["latencies_ms"] = [round(lat * 1000.0, 3) for lat in good]
     return result.__dict__
 
 
@@ -122,19 +126,29 @@ def _own_cpu() -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--target", choices=["rest", "grpc", "triton"], required=True)
+    parser.add_argument("--target", choices=["rest", "grpc", "grpc-stream", "triton"], required=True)
     parser.add_argument("--url", required=True, help="http://host:port for rest/triton, host:port for grpc")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--max-warmup", type=float, default=30.0)
     parser.add_argument("--pid", type=int, default=None, help="server pid: sample its process tree")
+    parser.add_argument("--keep-latencies", action="store_true", help="every latency in the JSON too")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("images", nargs="*", type=Path, help="JPEG files (synthetic images when none)")
     args = parser.parse_intermixed_args(argv)
     images = load_images(args.images)
     write_json(
         args.out,
-        run_load(args.target, args.url, args.concurrency, args.duration, args.max_warmup, images, args.pid),
+        run_load(
+            args.target,
+            args.url,
+            args.concurrency,
+            args.duration,
+            args.max_warmup,
+            images,
+            args.pid,
+            keep_latencies=args.keep_latencies,
+        ),
     )
 
 

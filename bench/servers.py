@@ -8,7 +8,6 @@ the exported ``.onnx`` so the server and every baseline run exactly the same gra
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,15 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _tool(name: str) -> list[str]:
-    """A console script of this venv, or the module fallback when not installed as a script."""
-    script = Path(sys.executable).with_name(name)
-    if script.exists():
-        return [str(script)]
-    found = shutil.which(name)
-    if found:
-        return [found]
-    module = {"segformer-export": "export.cli", "segformer-serve": "server.__main__"}[name]
-    return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
+    """``python -m PACKAGE`` for a console script, run with ``cwd=ROOT``: the code of this checkout is
+    what runs, whatever an installed (possibly editable, elsewhere) console script would import, and
+    it works where nothing is installed (the GPU machine)."""
+    module = {"segformer-export": "export", "segformer-serve": "server"}[name]
+    return [sys.executable, "-m", module]
 
 
 def _stale(graph: Path) -> bool:
