@@ -9,7 +9,7 @@ export SEGFORMER_TEST_SHARED
 SEGFORMER_MODEL ?= nvidia/segformer-b0-finetuned-ade-512-512
 export SEGFORMER_MODEL
 
-.PHONY: serve test lint proto bench clean container-smoke
+.PHONY: serve test lint proto bench clean container-smoke gpu-prepare gpu-dry-run
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,16 @@ container-smoke: $(VENV)/.installed
 SEGFORMER_BENCH_SHARED ?= $(SEGFORMER_TEST_SHARED)
 bench: $(VENV)/.installed
 	SEGFORMER_BENCH_SHARED="$(SEGFORMER_BENCH_SHARED)" $(PY) -m bench --triton $(BENCH_ARGS)
+
+# What a lent GPU machine needs for `python -m bench.gpu` (docs/benchmarks/GPU.md): the onnxruntime-gpu
+# wheel in parts, the server's wheels, the graphs and photos, all under .gpu/ (gitignored). Needs ../shared.
+gpu-prepare: $(VENV)/.installed
+	SHARED="$(SEGFORMER_TEST_SHARED)" PYTHON="$(PY)" scripts/gpu_prepare.sh $(GPU_PREPARE_ARGS)
+
+# The GPU bench on this CPU with tiny counts and small graphs: every phase runs, no number is a GPU's (~1 min).
+gpu-dry-run: $(VENV)/.installed
+	$(PY) -m bench.gpu_data --shared "$(SEGFORMER_TEST_SHARED)" --out .gpu/dry-data --b5-source "" --inference-size 128x128
+	$(PY) -m bench.gpu --dry-run --data .gpu/dry-data --out .gpu/dry-out --work .gpu/dry-work
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .cache

@@ -2,8 +2,8 @@
 
 ``onnxruntime-gpu`` finds CUDA and cuDNN through ``onnxruntime.preload_dlls()`` (the ``nvidia-*``
 packages that PyTorch brought onto the device machine); the server and the memory probes are child
-processes that do not call it, so the directories of the libraries it loaded go into
-``LD_LIBRARY_PATH`` for them.
+processes that do not call it, so the folders of the libraries it loaded, and every ``nvidia/*/lib``
+folder on ``sys.path``, go into ``LD_LIBRARY_PATH`` for them.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,10 @@ def cuda_library_dirs() -> list[str]:
         path = fields[5].strip() if len(fields) == 6 else ""
         if CUDA_LIBS.search(path) and os.path.dirname(path) not in dirs:
             dirs.append(os.path.dirname(path))
+    for entry in sys.path:  # and every nvidia-* package's lib folder, in case preloading missed one
+        for lib in sorted(Path(entry or ".").glob("nvidia/*/lib")):
+            if any(lib.glob("*.so*")) and str(lib) not in dirs:
+                dirs.append(str(lib))
     return dirs
 
 

@@ -1,8 +1,9 @@
 """Raw ONNX Runtime on the CUDA EP (the ceiling), in the bench process: no server, no transport.
 
 - ``throughput``: ``session.run`` from host numpy (what the server does), IOBinding with the image
-  and the mask on the device (no host copies), and CUDA graphs (``enable_cuda_graph``) where the
-  graph allows them; median latency and images/s per batch size.
+  and the mask on the device (no host copies), and CUDA graphs (``enable_cuda_graph``; in its own
+  process, ``python -m bench.gpu_raw cudagraph ...``) where the graph allows them; median latency
+  and images/s per batch size.
 - ``first_runs``: the cost of the first run at each new shape (batch, input size, output size) with a
   given ``cudnn_conv_algo_search`` (HEURISTIC vs EXHAUSTIVE), against the same shape's steady runs.
 - ``memory`` (``python -m bench.gpu_raw memory ...``, one process per setting, since CUDA memory is
@@ -233,9 +234,30 @@ def memory_in_subprocess(
     return json.loads(out.read_text())
 
 
+def cuda_graphs_in_subprocess(
+    graph: Path, device: str, photo: Path, batches: list[int], seconds: float, size: int, out: Path
+) -> list[dict[str, Any]]:
+    """``throughput`` in CUDA-graph mode in a fresh process: a crash there costs only these rows."""
+    cmd = [sys.executable, "-m", "bench.gpu_raw", "cudagraph", str(graph), "--device", device]
+    cmd += ["--photo", str(photo), "--batches", ",".join(map(str, batches)), "--seconds", str(seconds)]
+    cmd += ["--size", str(size), "--out", str(out)]
+    done = subprocess.run(cmd, cwd=Path(__file__).resolve().parent.parent, timeout=300, check=False)
+    if done.returncode != 0:
+        return [{"mode": "cudagraph", "batch": b, "error": f"exited with {done.returncode}"} for b in batches]
+    return json.loads(out.read_text())
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.gpu_raw", description=__doc__)
     sub = p.add_subparsers(dest="what", required=True)
+    graphs = sub.add_parser("cudagraph")
+    graphs.add_argument("graph", type=Path)
+    graphs.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    graphs.add_argument("--photo", type=Path, required=True)
+    graphs.add_argument("--batches", default="1,8,32")
+    graphs.add_argument("--seconds", type=float, default=1.5)
+    graphs.add_argument("--size", type=int, default=512)
+    graphs.add_argument("--out", type=Path, required=True)
     mem = sub.add_parser("memory")
     mem.add_argument("graph", type=Path)
     mem.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
@@ -244,7 +266,15 @@ def main(argv: list[str] | None = None) -> None:
     mem.add_argument("--scale", type=float, default=1.0, help="shape scale (dry runs: smaller)")
     mem.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
-    write_json(args.out, memory(args.graph, args.device, args.arena, args.rounds, args.scale))
+    if args.what == "cudagraph":
+        from PIL import Image
+
+        image = np.asarray(Image.open(args.photo).convert("RGB"))
+        batches = [int(b) for b in args.batches.split(",")]
+        rows = throughput(args.graph, args.device, image, batches, args.seconds, ["cudagraph"], args.size)
+        write_json(args.out, rows)
+    else:
+        write_json(args.out, memory(args.graph, args.device, args.arena, args.rounds, args.scale))
 
 
 if __name__ == "__main__":
