@@ -30,7 +30,7 @@ def _tool(name: str) -> list[str]:
 def _stale(graph: Path) -> bool:
     if not graph.exists():
         return True
-    sources = list((ROOT / "export").glob("*.py")) + list((ROOT / "model").glob("*.py"))
+    sources = [p for d in ("export", "model", "contract") for p in (ROOT / d).glob("*.py")]
     newest = max((p.stat().st_mtime for p in sources), default=0.0)
     return graph.stat().st_mtime < newest
 
