@@ -130,10 +130,12 @@ def _served(run: Run, variant: str, precision: str, plan: list[tuple[str, str, i
     server, info = gpu_served.start(graph, run.device, run.work / f"srv-{tag}", run.server_flags())
     out: dict[str, Any] = {"info": info}
     try:
-        if check:
+        if check and run.reference:
             got = gpu_served.masks(server, run.photos)
             out["agreement_vs_cpu"] = gpu_served.agreement(got, run.reference)
             print(f"[gpu] agreement {tag}: {json.dumps(out['agreement_vs_cpu'])}", flush=True)
+        elif check:
+            out["agreement_note"] = "no CPU reference masks: served_ref did not run or failed"
         out["loads"] = _loads(run, server, plan, tag)
         out["server_gpu_mib"] = gpu_served.server_gpu_mib(server.pid)
     finally:

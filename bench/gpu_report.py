@@ -210,20 +210,28 @@ def render(results: dict[str, Any], details: bool = True) -> str:
         "## First run per new shape (ms first / steady)\n\n"
         + _md(["algo", "session s", "first-ever ms", "extra ms over shapes", "per shape"], first)
     )
-    tune = [
-        [
-            t["variant"],
-            t.get("flags", ""),
-            t.get("images_per_s", "skipped"),
-            t.get("p50_ms", ""),
-            t.get("errors", ""),
-            (t.get("batching") or {}).get("max_batch_size", ""),
-        ]
-        for t in results.get("tune") or []
-    ]
+    tune = []
+    for t in results.get("tune") or []:
+        batch = (t.get("batching") or {}).get("max_batch_size")
+        raw = _raw(results, "raw_b0", "fp16", batch) if batch else None
+        served_ = t.get("images_per_s")
+        ratio = f"{served_ / raw:.2f}× (b{batch})" if served_ and raw else "—"
+        tune.append(
+            [
+                t["variant"],
+                t.get("flags", ""),
+                served_ or "skipped",
+                t.get("p50_ms", ""),
+                t.get("errors", ""),
+                batch or "",
+                ratio,
+            ]
+        )
     parts.append(
         "## Server settings on CUDA (fp16, gRPC streaming, most clients)\n\n"
-        + _md(["variant", "flags", "img/s", "p50 ms", "errors", "max batch"], tune)
+        + _md(
+            ["variant", "flags", "img/s", "p50 ms", "errors", "max batch", "vs raw ORT at that batch"], tune
+        )
     )
     if details:
         parts.append("## Targets\n\n" + targets_table(results))
