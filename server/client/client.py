@@ -12,6 +12,7 @@ Imports neither torch nor the server: only httpx, grpcio, numpy, Pillow and the 
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +24,7 @@ import httpx
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from server.client.resume import ResumableFrames
 from server.client.types import ClassInfo, Segmentation, SegmentationError, content_type
 from server.client.wire import has_field, segment_request
 from server.grpc.gen import segmentation_pb2 as pb
@@ -30,6 +32,7 @@ from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
 
 Image = bytes | str | Path
 MiB = 1024 * 1024
+RECONNECT_BACKOFF_S = 0.05  # before a stream's first reconnect; doubles while no frame is answered
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
@@ -124,27 +127,38 @@ class SegformerClient:
         mask_format: str = "png",
         inflight: int = 8,
         model: str | None = None,
+        reconnects: int = 3,
     ) -> Iterator[Segmentation]:
         """Segment frames in order: one result per frame (``.error`` set when that frame failed).
 
-        gRPC: one ``StreamSegment`` call (the server bounds the frames in flight). REST: ``inflight``
+        gRPC: one ``StreamSegment`` call (the server bounds the frames in flight); when it ends with
+        UNAVAILABLE (the server shuts down, the connection drops) a new call resends the frames not yet
+        answered, up to ``reconnects`` times in a row without an answer in between. REST: ``inflight``
         concurrent requests. A failure of the whole call raises ``SegmentationError``.
         """
-        if self._channel is not None:
-            segment_request(b"", 0, mode, mask_format, model)  # a bad mode or model fails here, not mid-call
-            requests = (
-                segment_request(_read(im), i, mode, mask_format, model) for i, im in enumerate(images)
-            )
-            call = self._stub.StreamSegment(requests)
+        if self._channel is None:
+            yield from self._rest_stream(images, mode, inflight, model)
+            return
+        segment_request(b"", 0, mode, mask_format, model)  # a bad mode or model fails here, not mid-call
+        frames = ResumableFrames(
+            segment_request(_read(im), i, mode, mask_format, model) for i, im in enumerate(images)
+        )
+        failures = 0
+        while True:
+            call = self._stub.StreamSegment(frames.requests())
             try:
                 for response in call:
+                    frames.answered(response.frame_id)
+                    failures = 0
                     yield _from_proto(response)
+                return
             except grpc.RpcError as exc:
-                raise _rpc_error(exc) from None
+                if not _resumable(exc) or failures >= reconnects:
+                    raise _rpc_error(exc) from None
             finally:
                 call.cancel()  # a no-op once done; ends the server's work if the caller stopped early
-            return
-        yield from self._rest_stream(images, mode, inflight, model)
+            time.sleep(RECONNECT_BACKOFF_S * 2**failures)
+            failures += 1
 
     def _rest_stream(
         self, images: Iterable[Image], mode: str | None, inflight: int, model: str | None
@@ -230,3 +244,10 @@ def _http_error(response: httpx.Response) -> SegmentationError:
         error = {"detail": str(error)[:200]}
     detail = error.get("detail", "")
     return SegmentationError(str(response.status_code), str(error.get("error", "")), str(detail))
+
+
+def _resumable(exc: grpc.RpcError) -> bool:
+    """UNAVAILABLE, or the server's "shutting down" that a proxy relayed as a reset (CANCELLED)."""
+    if exc.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+        return True
+    return ("segformer-error", "shutting_down") in tuple(exc.trailing_metadata() or ())  # type: ignore[attr-defined]

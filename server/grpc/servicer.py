@@ -6,7 +6,8 @@ unexpected, as INTERNAL) into the call's status through the one table in ``conve
 to ``stream_max_inflight`` frames inside the data plane at once: a reader task pulls frames only while
 it holds a slot, the handler answers them strictly in arrival order and frees the slot once the answer
 is written; a failed frame is answered in its own ``status`` and the stream goes on. Client cancellation
-cancels the reader and every frame still in flight.
+cancels the reader and every frame still in flight. On server shutdown a stream still receiving stops
+reading, answers what it took and ends with UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from server.types import SegmentRequest
 log = logging.getLogger("segformer.grpc")
 TRANSPORT = "grpc"
 DEADLINE_SLACK_S = 0.01
+DRAIN_POLL_S = 0.05  # how soon an open stream notices the server is shutting down
+STREAM_DRAINED = "the server is shutting down: reconnect and resend the frames not answered"
 METHOD = "/segformer.v1.SegmentationService/"  # + name: the `endpoint` metric label
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -134,16 +137,28 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
     ) -> AsyncIterator[pb.SegmentResponse]:
         slots = asyncio.Semaphore(self._inflight)
         pending: asyncio.Queue[asyncio.Task[pb.SegmentResponse] | None] = asyncio.Queue()
+        # Server shutdown (SIGTERM) while the client still sends: stop taking frames, answer the ones
+        # taken, then end the call with UNAVAILABLE so the client resends the rest elsewhere (a stream
+        # left open would only be cut when the grace period ends, losing its frames in flight).
+        draining = asyncio.create_task(_until_draining(self._dataplane))
 
-        async def read() -> None:
+        async def read() -> bool:
+            """Takes frames until the client half-closes (False) or the server drains (True)."""
             try:
                 iterator = aiter(request_iterator)
                 while True:
                     await slots.acquire()
+                    if draining.done():
+                        return True
+                    next_frame = asyncio.ensure_future(anext(iterator))
+                    await asyncio.wait((next_frame, draining), return_when=asyncio.FIRST_COMPLETED)
+                    if not next_frame.done():  # draining: this frame was never taken, the client resends it
+                        next_frame.cancel()
+                        return True
                     try:
-                        request = await anext(iterator)
+                        request = next_frame.result()
                     except StopAsyncIteration:
-                        return
+                        return False
                     pending.put_nowait(asyncio.create_task(self._frame(request, context.time_remaining())))
             finally:
                 pending.put_nowait(None)
@@ -153,14 +168,18 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
             while (task := await pending.get()) is not None:
                 yield await task
                 slots.release()
-            await reader  # re-raise a failed read (e.g. the client went away)
+            if await reader:  # (re-raises a failed read, e.g. the client went away)
+                failure = errors.shutting_down()
+                context.set_trailing_metadata(convert.error_trailers(failure))
+                await context.abort(convert.grpc_code(failure), STREAM_DRAINED)
         finally:
             reader.cancel()
+            draining.cancel()
             tasks = [t for t in _drain(pending) if t is not None]
             for task in tasks:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.gather(reader, *tasks, return_exceptions=True)
+                await asyncio.gather(reader, draining, *tasks, return_exceptions=True)
 
     @rpc("GetModel")
     async def GetModel(
@@ -174,6 +193,12 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
     ) -> pb.ListModelsResponse:
         plane = self._dataplane
         return convert.list_response(plane.repository.default, plane.list_models())
+
+
+async def _until_draining(dataplane: Any) -> None:
+    """Returns once the server is shutting down (``dataplane.draining``, set on SIGTERM)."""
+    while not dataplane.draining:
+        await asyncio.sleep(DRAIN_POLL_S)
 
 
 def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
