@@ -9,7 +9,7 @@ export SEGFORMER_TEST_SHARED
 SEGFORMER_MODEL ?= nvidia/segformer-b0-finetuned-ade-512-512
 export SEGFORMER_MODEL
 
-.PHONY: serve test lint proto bench clean container-smoke gpu-prepare gpu-dry-run
+.PHONY: serve test lint proto bench clean container-smoke gpu-prepare gpu-dry-run deploy-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ lint: $(VENV)/.installed
 # Builds the CPU image from the Dockerfile with podman (debootstrap base; root + apt) and smoke-tests it.
 container-smoke: $(VENV)/.installed
 	scripts/container_smoke.sh
+
+# Rolling update behind haproxy (apt) with 2 replicas under REST + gRPC load: nothing lost (~1 min).
+deploy-check: $(VENV)/.installed
+	PY=$(PY) scripts/deploy_check.sh
 
 # Side by side: our server vs raw ONNX Runtime, transformers and PyTriton → docs/benchmarks/ (~8 min on 2 cores).
 SEGFORMER_BENCH_SHARED ?= $(SEGFORMER_TEST_SHARED)
