@@ -107,7 +107,11 @@ def test_pod_lifecycle_probes_and_security(rendered: dict[str, list[Resource]]) 
         sc = server["securityContext"]
         assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
         mounts = {m["mountPath"]: m for m in server["volumeMounts"]}
-        assert mounts["/models"]["readOnly"] and config["SEGFORMER_CACHE_DIR"] in mounts and "/tmp" in mounts
+        assert mounts["/models"]["readOnly"] and "/tmp" in mounts
+        # ONNX Runtime writes under $HOME/.cache; the server's cache dir lives there too
+        assert "/home/segformer/.cache" in mounts and config["SEGFORMER_CACHE_DIR"].startswith(
+            "/home/segformer/.cache/"
+        )
         assert config["SEGFORMER_MODEL"].startswith("/models/")
         strategy = only(resources, "Deployment")["spec"]["strategy"]["rollingUpdate"]
         assert strategy == {"maxSurge": 1, "maxUnavailable": 0}
