@@ -54,12 +54,18 @@ def start_ready(lb: HAProxy, name: str, model: Path, workdir: Path, args: argpar
 def terminate(lb: HAProxy, old: Replica, args: argparse.Namespace) -> float:
     """The old pod's termination: out of rotation, preStop pause, SIGTERM, gone. Seconds SIGTERM took."""
     assert old.slot is not None
-    lb.set_state(old.slot, "drain")
-    say(f"replica {old.name}: terminating, endpoint drained; preStop pause {args.pause} s")
-    time.sleep(args.pause)
+    if args.skip_drain:  # the negative control: SIGTERM while the endpoint still takes traffic
+        say(f"replica {old.name}: terminating WITHOUT leaving the endpoints first (--skip-drain)")
+    else:
+        lb.set_state(old.slot, "drain")
+        say(f"replica {old.name}: terminating, endpoint drained; preStop pause {args.pause} s")
+        time.sleep(args.pause)
     old.frames = old.frames_answered()
+    inflight = old.in_flight()
     took = old.sigterm()
-    say(f"replica {old.name}: SIGTERM -> exit {old.proc.returncode} in {took:.2f} s")
+    say(
+        f"replica {old.name}: SIGTERM with {inflight} in flight -> exit {old.proc.returncode} in {took:.2f} s"
+    )
     if old.proc.returncode != 0:
         raise RuntimeError(f"replica {old.name} exited {old.proc.returncode}:\n{old.log_tail()}")
     lb.remove(old.slot)
@@ -134,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--graceful-timeout", type=float, default=30.0, help="SEGFORMER_GRACEFUL_TIMEOUT_S")
     parser.add_argument("--settle", type=float, default=3.0, help="load before and after the rollout, s")
     parser.add_argument("--startup-timeout", type=float, default=90.0)
+    parser.add_argument(
+        "--skip-drain", action="store_true", help="negative control: no drain, no pause (expect failures)"
+    )
     parser.add_argument("--workdir", type=Path, help="keep logs and configs here (default: a temp dir)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="deploy-check-") as tmp:

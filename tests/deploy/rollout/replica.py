@@ -44,6 +44,13 @@ class Replica:
         text = httpx.get(f"http://127.0.0.1:{self.rest_port}/metrics", timeout=10).text
         return int(metric_value(text, "segformer_requests_total", endpoint=STREAM, status="200"))
 
+    def in_flight(self) -> dict[str, int]:
+        """Requests inside its data plane right now, by transport."""
+        text = httpx.get(f"http://127.0.0.1:{self.rest_port}/metrics", timeout=10).text
+        return {
+            t: int(metric_value(text, "segformer_in_flight_requests", transport=t)) for t in ("rest", "grpc")
+        }
+
     def alive(self) -> None:
         if self.proc.poll() is not None:
             raise RuntimeError(f"replica {self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
