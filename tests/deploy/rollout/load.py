@@ -16,6 +16,8 @@ import httpx
 from server.client import SegformerClient
 from tests.server.live import image_bytes
 
+PNG = {"Content-Type": "image/png"}
+
 
 def _size(number: int) -> tuple[int, int]:
     return 24 + 8 * (number % 5), 32 + 8 * (number % 7)  # height, width
@@ -35,36 +37,30 @@ class Tally:
                 self.failures.append(failure)
 
 
+def _check(response: httpx.Response, size: tuple[int, int]) -> str | None:
+    """What is wrong with one REST answer (None: a 200 with the request's own size)."""
+    if response.status_code != 200:
+        return f"{response.status_code} {response.text[:200]}"
+    body = response.json()
+    got = (body.get("height"), body.get("width"))
+    return None if got == size else f"answer {got} for {size}"
+
+
 def rest_client(url: str, client_id: int, stop: threading.Event, tally: Tally) -> None:
     """POST /v1/segment?format=json in a loop until ``stop``; each answer's size must match."""
+    params = {"format": "json", "mode": "native"}
     with httpx.Client(base_url=url, timeout=60) as http:
         number = client_id
         while not stop.is_set():
-            height, width = _size(number)
-            body = image_bytes(height, width, seed=number)
+            size = _size(number)
+            body = image_bytes(*size, seed=number)
             try:
-                response = http.post(
-                    "/v1/segment",
-                    content=body,
-                    params={"format": "json", "mode": "native"},
-                    headers={"Content-Type": "image/png"},
-                )
+                response = http.post("/v1/segment", content=body, params=params, headers=PNG)
             except httpx.HTTPError as exc:
-                tally.record(f"rest client {client_id} #{number}: {type(exc).__name__}: {exc}")
+                problem: str | None = f"{type(exc).__name__}: {exc}"
             else:
-                got = (
-                    (response.json().get("height"), response.json().get("width"))
-                    if response.is_success
-                    else None
-                )
-                if response.status_code != 200:
-                    tally.record(
-                        f"rest client {client_id} #{number}: {response.status_code} {response.text[:200]}"
-                    )
-                elif got != (height, width):
-                    tally.record(f"rest client {client_id} #{number}: answer {got} for {(height, width)}")
-                else:
-                    tally.record(None)
+                problem = _check(response, size)
+            tally.record(None if problem is None else f"rest client {client_id} #{number}: {problem}")
             number += 100
 
 
