@@ -4,11 +4,14 @@ against the published CRD schemas (tests/deploy/crd_schemas/), and the wiring be
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
 import pytest
+import yaml
 
 from server.settings import Settings
 from tests.deploy.kustomize import Resource
@@ -25,6 +28,16 @@ from tests.deploy.manifests import (
 # the oldest Kubernetes we claim (autoscaling/v2, policy/v1, appProtocol, probes as used) and the newest
 K8S_VERSIONS = ("1.29.0", "1.37.0")
 GPU = "nvidia.com/gpu"
+
+
+def _dockerfile() -> str:
+    return (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+
+
+def _image_uid() -> int:
+    match = re.search(r"^ARG UID=(\d+)$", _dockerfile(), re.MULTILINE)
+    assert match, "the Dockerfile sets ARG UID"
+    return int(match.group(1))
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +73,18 @@ def test_every_rendered_variant_is_valid(rendered: dict[str, list[Resource]]) ->
                     f"{name}: {doc['kind']}/{doc['metadata']['name']}: {exc.message} {list(exc.path)}"
                 )
         assert {d["metadata"].get("namespace") for d in resources} == {"segformer"}
+
+
+def test_kubernetes_validate_cli_strict(rendered: dict[str, list[Resource]], tmp_path: Path) -> None:
+    """The command line CI users run by hand: ``kubernetes-validate --strict`` on the rendered overlays."""
+    files = []
+    for name in ("gpu", "cpu"):
+        core = [doc for doc in rendered[name] if doc["kind"] not in CRD_KINDS]
+        files.append(tmp_path / f"{name}.yaml")
+        files[-1].write_text(yaml.safe_dump_all(core))
+    command = [sys.executable, "-m", "kubernetes_validate", "--strict", "--quiet", *map(str, files)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_strict_validation_rejects_unknown_fields() -> None:
@@ -103,7 +128,7 @@ def test_pod_lifecycle_probes_and_security(rendered: dict[str, list[Resource]]) 
         graceful = float(config["SEGFORMER_GRACEFUL_TIMEOUT_S"])
         assert pod["terminationGracePeriodSeconds"] > pause + graceful, name
         assert pause >= 2 * server["readinessProbe"]["periodSeconds"], "endpoints drop the pod first"
-        assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 10001
+        assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == _image_uid()
         sc = server["securityContext"]
         assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
         mounts = {m["mountPath"]: m for m in server["volumeMounts"]}
@@ -140,6 +165,7 @@ def test_service_pdb_and_monitor_select_the_pods(rendered: dict[str, list[Resour
     labels = only(resources, "Deployment")["spec"]["template"]["metadata"]["labels"]
     ports = {p["name"]: p["containerPort"] for p in _server(resources)["ports"]}
     assert ports == {"http": 8000, "grpc": 50051}
+    assert "EXPOSE 8000 50051" in _dockerfile()
     service = only(resources, "Service", "segformer-serve")
     assert {p["name"] for p in service["spec"]["ports"]} == {"http", "grpc"}
     assert all(p["targetPort"] in ports for p in service["spec"]["ports"])
