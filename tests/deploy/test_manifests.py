@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from server.settings import Settings
+from server.settings import Settings, load_settings
 from tests.deploy.kustomize import Resource
 from tests.deploy.manifests import (
     CRD_KINDS,
@@ -160,6 +160,22 @@ def test_config_keys_are_server_settings(rendered: dict[str, list[Resource]]) ->
         assert config["SEGFORMER_PORT"] == "8000" and config["SEGFORMER_GRPC_PORT"] == "50051"
 
 
+def test_pod_environment_is_valid_settings(
+    rendered: dict[str, list[Resource]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server parses the pod's environment (ConfigMap + container env) as it would at start."""
+    for resources in rendered.values():
+        environment = dict(only(resources, "ConfigMap", "segformer-serve-config")["data"])
+        environment |= {e["name"]: e["value"] for e in _server(resources).get("env", [])}
+        with monkeypatch.context() as patch:
+            for name, value in environment.items():
+                patch.setenv(name, value)
+            settings = load_settings([])
+        assert settings.port == 8000 and settings.grpc_port == 50051
+        assert [str(m) for m in settings.model] == [environment["SEGFORMER_MODEL"]]
+        assert settings.device == environment["SEGFORMER_DEVICE"]
+
+
 def test_service_pdb_and_monitor_select_the_pods(rendered: dict[str, list[Resource]]) -> None:
     resources = rendered["gpu"]
     labels = only(resources, "Deployment")["spec"]["template"]["metadata"]["labels"]
@@ -211,6 +227,12 @@ def test_kserve_runtime_serves_the_inference_service() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert isvc["spec"]["predictor"]["terminationGracePeriodSeconds"] > 10 + 30
+    # KServe fills {{.Name}} with the InferenceService's name; the server must accept the arguments
+    args = [a.replace("{{.Name}}", isvc["metadata"]["name"]) for a in container["args"]]
+    settings = load_settings(args)
+    assert settings.model == [f"{isvc['metadata']['name']}=/mnt/models/model.onnx"]
+    assert (settings.port, settings.grpc_port) == (8080, 8081)
+    assert [p["containerPort"] for p in container["ports"]] == [settings.port]
 
 
 def test_manifests_live_under_deploy_k8s() -> None:
