@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(40_000_000, gt=0, description="largest decoded image (pixels)")
     max_image_side: int = Field(16384, gt=0, description="longest image side (pixels)")
     overlay_alpha: float = Field(0.5, ge=0, le=1, description="mask opacity for format=overlay")
+    demo: bool = Field(True, description="serve the browser demo page at /demo/ (/ redirects there)")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     graceful_timeout_s: float = Field(30.0, gt=0, description="SIGTERM: time to finish in-flight work")
 

@@ -87,7 +87,7 @@ class RequestMetrics:
 
 def build_rest_app(dataplane: DataPlane, settings: Settings) -> FastAPI:
     """The FastAPI app; ``dataplane`` and ``settings`` are put on ``app.state`` for the routes."""
-    from server.rest import admin, routes
+    from server.rest import admin, demo, routes
 
     app = FastAPI(
         title="segformer-serve",
@@ -99,6 +99,8 @@ def build_rest_app(dataplane: DataPlane, settings: Settings) -> FastAPI:
     app.state.admin_token = settings.admin_secret()
     app.include_router(routes.router)
     app.include_router(admin.router)
+    if settings.demo:
+        app.include_router(demo.router)
     app.add_exception_handler(ServeError, _serve_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -1,0 +1,342 @@
+// The demo page: pick a model, drop an image or start the camera, see the segmentation.
+import { ApiError, describeModel, listModels, segment } from "./api.js";
+import { decodeMask, paintMask, paletteOf } from "./mask.js";
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  model: $("model"), mode: $("mode"), modelInfo: $("model-info"), file: $("file"), camera: $("camera"),
+  opacity: $("opacity"), opacityValue: $("opacity-value"), downloadMask: $("download-mask"),
+  downloadOverlay: $("download-overlay"), error: $("error"), stage: $("stage"), image: $("image-canvas"),
+  overlay: $("overlay-canvas"), tip: $("tip"), video: $("video"), hover: $("hover"), legend: $("legend"),
+  legendEmpty: $("legend-empty"), timings: $("timings"), fps: $("fps"),
+};
+const STAGES = ["decode", "preprocess", "queue", "inference", "postprocess", "encode", "total"];
+const CAMERA_SIDE = 640; // camera frames are downscaled to this long side before they are sent
+
+const state = {
+  models: null, description: null, palette: null, labels: new Map(),
+  file: null, result: null, mask: null, name: "image", highlight: null,
+  camera: null, // {stream, running, done: [timestamps]}
+};
+
+function setState(value) {
+  document.body.dataset.state = value;
+}
+
+function showError(err) {
+  ui.error.textContent = err instanceof ApiError ? err.describe() : String(err.message || err);
+  ui.error.hidden = false;
+}
+
+function clearError() {
+  ui.error.hidden = true;
+  ui.error.textContent = "";
+}
+
+// --- models ---------------------------------------------------------------------------------------
+
+async function loadModels() {
+  state.models = await listModels();
+  ui.model.replaceChildren(...state.models.names.map((name) => new Option(name, name)));
+  ui.model.value = state.models.default;
+  ui.model.disabled = state.models.names.length < 2;
+  await selectModel(ui.model.value);
+}
+
+async function selectModel(name) {
+  const d = await describeModel(state.models, name);
+  state.description = d;
+  state.palette = paletteOf(d);
+  state.labels = new Map(d.classes.map((c) => [c.id, c]));
+  ui.mode.replaceChildren(...d.modes.map((m) => new Option(m, m)));
+  ui.mode.value = d.mode;
+  ui.mode.disabled = d.modes.length < 2;
+  const [h, w] = d.inference_size;
+  const providers = d.providers.map((p) => p.replace("ExecutionProvider", "")).join(", ");
+  ui.modelInfo.textContent = `${d.variant.toUpperCase()} · ${d.num_labels} classes · ${w}×${h} · ${providers}`;
+}
+
+// --- showing a result ----------------------------------------------------------------------------
+
+function fitStage(width, height) {
+  ui.stage.classList.remove("empty");
+  ui.stage.style.setProperty("--ar", String(width / height));
+}
+
+async function show(result, source, sourceWidth, sourceHeight) {
+  const mask = await decodeMask(result.mask_png_base64);
+  ui.image.width = result.width;
+  ui.image.height = result.height;
+  // the server segments the stored pixels; a source of another size (EXIF rotation) is stretched
+  ui.image.getContext("2d").drawImage(source, 0, 0, sourceWidth, sourceHeight, 0, 0, result.width, result.height);
+  state.result = result;
+  state.mask = mask;
+  paintMask(ui.overlay, mask, state.palette, state.highlight);
+  fitStage(result.width, result.height);
+  renderLegend(result.classes);
+  ui.downloadMask.disabled = ui.downloadOverlay.disabled = false;
+}
+
+function swatch(id) {
+  const span = document.createElement("span");
+  span.className = "swatch";
+  const c = state.labels.get(id)?.color || [0, 0, 0];
+  span.style.background = `rgb(${c[0]}, ${c[1]}, ${c[2]})`;
+  return span;
+}
+
+function renderLegend(classes) {
+  const sorted = [...classes].sort((a, b) => b.pixels - a.pixels);
+  const top = sorted.length ? sorted[0].fraction : 1;
+  const rows = sorted.map((c) => {
+    const tr = document.createElement("tr");
+    tr.dataset.id = c.id;
+    tr.title = `class ${c.id}: ${c.pixels.toLocaleString("en")} pixels`;
+    const percent = (100 * c.fraction).toFixed(c.fraction >= 0.1 ? 1 : 2);
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    bar.style.width = `${Math.max(2, (100 * c.fraction) / top)}%`; // the largest class: a full bar
+    tr.append(cell(swatch(c.id)), cell(c.label, "label"), cell(`${percent} %`, "num"), cell(bar, "bar-cell"));
+    tr.addEventListener("mouseenter", () => highlight(c.id));
+    tr.addEventListener("mouseleave", () => highlight(null));
+    return tr;
+  });
+  ui.legend.tBodies[0].replaceChildren(...rows);
+  ui.legend.hidden = rows.length === 0;
+  ui.legendEmpty.hidden = rows.length > 0;
+}
+
+function cell(content, className) {
+  const td = document.createElement("td");
+  if (className) td.className = className;
+  td.append(content);
+  return td;
+}
+
+function highlight(id) {
+  state.highlight = id;
+  if (state.mask) paintMask(ui.overlay, state.mask, state.palette, id);
+}
+
+function renderTimings(timings, roundTripMs) {
+  const rows = STAGES.filter((s) => s in timings).map((s) => [s, timings[s]]);
+  rows.push(["round trip", roundTripMs]);
+  ui.timings.tBodies[0].replaceChildren(...rows.map(([name, ms]) => {
+    const tr = document.createElement("tr");
+    if (name === "total" || name === "round trip") tr.className = "sum";
+    tr.append(cell(name), cell(`${ms.toFixed(1)} ms`, "num"));
+    return tr;
+  }));
+}
+
+function applyOpacity() {
+  ui.overlay.style.opacity = String(ui.opacity.value / 100);
+  ui.opacityValue.textContent = `${ui.opacity.value} %`;
+}
+
+// --- hover ------------------------------------------------------------------------------------------
+
+function onHover(event) {
+  if (!state.mask) return;
+  const rect = ui.overlay.getBoundingClientRect();
+  const x = Math.floor(((event.clientX - rect.left) / rect.width) * state.mask.width);
+  const y = Math.floor(((event.clientY - rect.top) / rect.height) * state.mask.height);
+  if (x < 0 || y < 0 || x >= state.mask.width || y >= state.mask.height) return;
+  const id = state.mask.ids[y * state.mask.width + x];
+  const label = state.labels.get(id)?.label ?? `class ${id}`;
+  const text = document.createElement("span");
+  text.className = "hover-label";
+  text.textContent = label;
+  ui.hover.replaceChildren(swatch(id), text, ` class ${id} at (${x}, ${y})`);
+  ui.hover.dataset.id = id;
+  ui.hover.classList.remove("muted");
+  ui.tip.replaceChildren(swatch(id), label);
+  ui.tip.style.left = `${event.clientX - rect.left}px`;
+  ui.tip.style.top = `${event.clientY - rect.top}px`;
+  ui.tip.hidden = false;
+}
+
+// --- one image ------------------------------------------------------------------------------------
+
+async function segmentFile(file) {
+  stopCamera();
+  state.file = file;
+  state.name = file.name.replace(/\.[^.]*$/, "") || "image";
+  setState("busy");
+  try {
+    const started = performance.now();
+    const result = await segment(state.models, ui.model.value, file, ui.mode.value);
+    const roundTrip = performance.now() - started;
+    const bitmap = await createImageBitmap(file);
+    await show(result, bitmap, bitmap.width, bitmap.height);
+    bitmap.close();
+    renderTimings(result.timings_ms, roundTrip);
+    clearError();
+    setState("done");
+  } catch (err) {
+    showError(err);
+    setState("error");
+  }
+}
+
+// --- camera: one frame in flight, the next one sent when the answer arrives -------------------------
+
+async function startCamera() {
+  clearError();
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 1280 } }, audio: false });
+  } catch (err) {
+    showError(new Error(`Camera unavailable: ${err.message || err.name}`));
+    return;
+  }
+  ui.video.srcObject = stream;
+  await ui.video.play();
+  state.camera = { stream, running: true, done: [], frames: 0 };
+  ui.camera.textContent = "Stop camera";
+  ui.fps.hidden = false;
+  ui.fps.textContent = "camera: waiting for the first frame…";
+  setState("camera");
+  cameraLoop(state.camera);
+}
+
+function stopCamera() {
+  const camera = state.camera;
+  if (!camera) return;
+  camera.running = false;
+  camera.stream.getTracks().forEach((t) => t.stop());
+  ui.video.srcObject = null;
+  state.camera = null;
+  ui.camera.textContent = "Start camera";
+}
+
+function grabFrame() {
+  const { videoWidth: w, videoHeight: h } = ui.video;
+  const scale = Math.min(1, CAMERA_SIDE / Math.max(w, h));
+  const frame = document.createElement("canvas");
+  frame.width = Math.round(w * scale);
+  frame.height = Math.round(h * scale);
+  frame.getContext("2d").drawImage(ui.video, 0, 0, frame.width, frame.height);
+  return frame;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function cameraLoop(camera) {
+  while (camera.running) {
+    if (!ui.video.videoWidth) {
+      await sleep(50);
+      continue;
+    }
+    const frame = grabFrame();
+    const blob = await new Promise((resolve) => frame.toBlob(resolve, "image/jpeg", 0.85));
+    const started = performance.now();
+    try {
+      const result = await segment(state.models, ui.model.value, blob, ui.mode.value);
+      if (!camera.running) break;
+      await show(result, frame, frame.width, frame.height);
+      renderTimings(result.timings_ms, performance.now() - started);
+      clearError();
+      camera.frames += 1;
+      camera.done = [...camera.done.slice(-9), performance.now()];
+      const span = (camera.done.at(-1) - camera.done[0]) / 1000;
+      const fps = camera.done.length > 1 ? (camera.done.length - 1) / span : 0;
+      ui.fps.textContent = `camera: ${fps.toFixed(1)} fps · ${camera.frames} frames · ${frame.width}×${frame.height}`;
+      ui.fps.dataset.frames = camera.frames;
+    } catch (err) {
+      showError(err);
+      // busy: wait as long as the server asks; anything else: a moment, then the next frame
+      await sleep(err instanceof ApiError && err.retryAfter !== null ? 1000 * err.retryAfter : 1000);
+    }
+  }
+}
+
+// --- downloads ------------------------------------------------------------------------------------
+
+function download(href, filename) {
+  const a = document.createElement("a");
+  a.href = href;
+  a.download = filename;
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+function downloadMask() {
+  if (state.result) download(`data:image/png;base64,${state.result.mask_png_base64}`, `${state.name}-mask.png`);
+}
+
+function downloadOverlay() {
+  if (!state.result) return;
+  const canvas = document.createElement("canvas");
+  canvas.width = ui.image.width;
+  canvas.height = ui.image.height;
+  const context = canvas.getContext("2d");
+  context.drawImage(ui.image, 0, 0);
+  context.globalAlpha = ui.opacity.value / 100;
+  context.drawImage(ui.overlay, 0, 0);
+  canvas.toBlob((blob) => {
+    const url = URL.createObjectURL(blob);
+    download(url, `${state.name}-overlay.png`);
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  }, "image/png");
+}
+
+// --- wiring -----------------------------------------------------------------------------------------
+
+function wire() {
+  ui.file.addEventListener("change", () => {
+    if (ui.file.files.length) segmentFile(ui.file.files[0]);
+    ui.file.value = ""; // choosing the same file again segments it again
+  });
+  ui.stage.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    ui.stage.classList.add("dragging");
+  });
+  ui.stage.addEventListener("dragleave", () => ui.stage.classList.remove("dragging"));
+  ui.stage.addEventListener("drop", (event) => {
+    event.preventDefault();
+    ui.stage.classList.remove("dragging");
+    const file = event.dataTransfer.files[0];
+    if (file) segmentFile(file);
+  });
+  ui.overlay.addEventListener("mousemove", onHover);
+  ui.overlay.addEventListener("mouseleave", () => (ui.tip.hidden = true));
+  ui.opacity.addEventListener("input", applyOpacity);
+  ui.camera.addEventListener("click", () => (state.camera ? stopCamera() : startCamera()));
+  ui.downloadMask.addEventListener("click", downloadMask);
+  ui.downloadOverlay.addEventListener("click", downloadOverlay);
+  ui.model.addEventListener("change", async () => {
+    try {
+      await selectModel(ui.model.value);
+      if (state.file && !state.camera) await segmentFile(state.file);
+    } catch (err) {
+      showError(err);
+    }
+  });
+  ui.mode.addEventListener("change", () => state.file && !state.camera && segmentFile(state.file));
+  if (!navigator.mediaDevices?.getUserMedia) {
+    ui.camera.disabled = true;
+    ui.camera.title = "the camera needs https or localhost";
+  }
+  applyOpacity();
+}
+
+async function main() {
+  wire();
+  for (;;) {
+    try {
+      await loadModels();
+      clearError();
+      setState("idle");
+      return;
+    } catch (err) {
+      showError(err);
+      setState("error");
+      if (!(err instanceof ApiError) || (err.status !== 503 && err.status !== 0)) return;
+      await sleep(1000 * (err.retryAfter || 2)); // not ready yet (or unreachable): try again
+    }
+  }
+}
+
+main();
