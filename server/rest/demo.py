@@ -24,6 +24,7 @@ FILES = {
     "demo.js": "text/javascript; charset=utf-8",
     "api.js": "text/javascript; charset=utf-8",
     "mask.js": "text/javascript; charset=utf-8",
+    "orient.js": "text/javascript; charset=utf-8",
 }
 #: Same origin only; images from data:/blob: URLs (the mask PNG, decoded frames), the camera stream.
 CONTENT_SECURITY_POLICY = (

@@ -7,6 +7,8 @@ import io
 import os
 import re
 import shutil
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ import pytest
 from PIL import Image
 
 from tests.server.browser import console_errors, page_state, start_chromium, wait_for
-from tests.server.live import Served, image_bytes, png_mask
+from tests.server.live import Served, image_bytes, metric_value, png_mask
 
 pytestmark = [pytest.mark.real_weights, pytest.mark.slow]
 MAX_BODY_BYTES = 1024 * 1024
@@ -27,6 +29,7 @@ SCREENSHOT_ENV = "SEGFORMER_DEMO_SCREENSHOT"
 FAILED_REQUEST = "Failed to load resource: the server responded with a status of"
 #: Until the multi-model API is served, the page asks for ``/v1/models``, gets 404 and uses ``/v1/model``.
 NO_MODEL_LIST = "/v1/models - " + FAILED_REQUEST + " 404"
+SEGMENT_ENDPOINTS = ("/v1/segment", "/v1/models/{name}/segment")
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +38,8 @@ def served(real_b0_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         tmp_path_factory.mktemp("demo"),
         "--model", str(real_b0_onnx),
         "--max-body-bytes", str(MAX_BODY_BYTES),
+        "--sessions", "1",
+        "--max-queue-size", "1",  # one request running and one waiting fill it: the next one gets 503
     )  # fmt: skip
     try:
         yield server.wait_ready()
@@ -155,7 +160,7 @@ def test_real_photo_overlay_legend_hover_and_screenshot(
     labels = {c["id"]: c["label"] for c in expected["classes"]}
     for x, y in ((width // 2, height // 4), (width // 5, 3 * height // 4), (4 * width // 5, height // 2)):
         class_id, label, (hx, hy) = _hover(page, x, y, width, height)
-        assert abs(hx - x) <= 1 and abs(hy - y) <= 1  # whole CSS pixels of the pointer
+        assert abs(hx - x) <= 2 and abs(hy - y) <= 2  # whole CSS pixels of the pointer
         assert class_id == int(mask[hy, hx]) and label == labels[class_id]
 
     # the opacity slider acts on the overlay at once; stage timings are listed
@@ -175,6 +180,33 @@ def test_real_photo_overlay_legend_hover_and_screenshot(
     if keep := os.environ.get(SCREENSHOT_ENV):
         shutil.copyfile(screenshot, keep)
     assert console_errors(page, allowed=(NO_MODEL_LIST,)) == []
+
+
+def test_an_exif_rotated_photo_is_shown_upright_over_the_servers_mask(
+    page: Any, served: Served, real_photos: list[Path], tmp_path: Path
+) -> None:
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90° clockwise; the server segments the stored pixels
+    Image.open(_photo(real_photos)).save(rotated, quality=95, exif=exif.tobytes())
+    _upload(page, rotated)
+    expected = _server_json(served, rotated)
+    width, height = expected["width"], expected["height"]
+    mask = png_mask(base64.b64decode(expected["mask_png_base64"]))
+    shown = page.execute_script(
+        "const c = document.getElementById('image-canvas'); return [c.width, c.height]"
+    )
+    assert shown == [height, width]
+    colors = {c["id"]: c["color"] for c in httpx.get(f"{served.url}/v1/model", timeout=30).json()["classes"]}
+    for sx, sy in ((height // 3, width // 4), (2 * height // 3, width // 2), (height // 2, 9 * width // 10)):
+        class_id, _, (x, y) = _hover(page, sx, sy, height, width)
+        assert abs(x - sy) <= 2 and abs(y - (height - 1 - sx)) <= 2  # whole CSS pixels of the pointer
+        assert class_id == int(mask[y, x])
+        overlay_rgb = page.execute_script(
+            "return [...document.getElementById('overlay-canvas').getContext('2d')"
+            f".getImageData({height - 1 - y}, {x}, 1, 1).data.slice(0, 3)]"
+        )
+        assert overlay_rgb == colors[class_id]
 
 
 def test_corrupt_and_oversized_files_show_the_error_and_the_page_recovers(
@@ -203,15 +235,102 @@ def test_corrupt_and_oversized_files_show_the_error_and_the_page_recovers(
     assert console_errors(page, allowed=(NO_MODEL_LIST, FAILED_REQUEST)) == []
 
 
-def test_camera_frames_flow_one_at_a_time_with_fps(page: Any) -> None:
+def _send_and_hold(served: Served, image: bytes) -> socket.socket:
+    """A native-mode segment request whose answer nobody reads; closing the socket cancels it."""
+    head = (
+        f"POST /v1/segment?mode=native HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+        f"Content-Length: {len(image)}\r\n\r\n"
+    )
+    assert served.port is not None
+    sock = socket.create_connection(("127.0.0.1", served.port), timeout=30)
+    sock.sendall(head.encode() + image)
+    return sock
+
+
+def _wait_metric(served: Served, name: str, at_least: float, **labels: str) -> None:
+    end = time.monotonic() + 60
+    while metric_value(served.metrics(), name, **labels) < at_least:
+        assert time.monotonic() < end, f"{name} stayed below {at_least}"
+        time.sleep(0.02)
+
+
+def test_an_overloaded_server_is_reported_busy_with_its_retry_after(
+    page: Any, served: Served, real_photos: list[Path]
+) -> None:
+    big = image_bytes(1024, 1024, "JPEG", seed=5)  # native mode at 1024x1024: seconds of inference on a CPU
+    running = _send_and_hold(served, big)
+    waiting = None
+    try:
+        _wait_metric(served, "segformer_in_flight_requests", 1, transport="rest")
+        waiting = _send_and_hold(served, big)
+        _wait_metric(served, "segformer_queue_depth", 1)  # the queue (size 1) is full
+        _upload(page, _photo(real_photos), state="error")
+        message = page.find_element("id", "error").text
+        assert re.fullmatch(
+            r"Server busy, retry in \d+ s \(the request queue is full, retry later\)\.", message
+        )
+    finally:
+        running.close()
+        if waiting is not None:
+            waiting.close()
+    _upload(page, _photo(real_photos))  # once the running one is done
+    assert not page.find_element("id", "error").is_displayed()
+    assert console_errors(page, allowed=(NO_MODEL_LIST, FAILED_REQUEST)) == []
+
+
+def _segment_requests(served: Served) -> float:
+    text = served.metrics()
+    return sum(metric_value(text, "segformer_requests_total", endpoint=e) for e in SEGMENT_ENDPOINTS)
+
+
+def test_camera_frames_flow_one_at_a_time_with_fps(page: Any, served: Served) -> None:
+    before = _segment_requests(served)
     page.find_element("id", "camera").click()
     fps = page.find_element("id", "fps")
-    wait_for(page, lambda d: int(fps.get_attribute("data-frames") or 0) >= 3, what="3 camera frames")
+    most_in_flight = 0.0
+
+    def frames_shown(driver: Any) -> bool:
+        nonlocal most_in_flight
+        in_flight = metric_value(served.metrics(), "segformer_in_flight_requests", transport="rest")
+        most_in_flight = max(most_in_flight, in_flight)
+        return int(fps.get_attribute("data-frames") or 0) >= 5
+
+    wait_for(page, frames_shown, what="5 camera frames")
     assert re.search(r"camera: \d+\.\d fps · \d+ frames · \d+×\d+", fps.text), fps.text
     assert page.find_elements("css selector", "#legend tbody tr")
     page.find_element("id", "camera").click()
     assert page.find_element("id", "camera").text == "Start camera"
+    shown = int(fps.get_attribute("data-frames"))
+    time.sleep(1.0)  # a frame in flight when the camera stopped is answered (and not shown)
+    sent = _segment_requests(served) - before
+    assert most_in_flight <= 1
+    assert sent in (shown, shown + 1)  # one frame at a time: each sent after the previous answer
     assert console_errors(page, allowed=(NO_MODEL_LIST,)) == []
+
+
+def test_download_buttons_give_the_mask_and_the_overlay(
+    page: Any, served: Served, real_photos: list[Path], tmp_path: Path
+) -> None:
+    page.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    photo = _photo(real_photos)
+    _upload(page, photo)
+    _set_opacity(page, 40)
+    page.find_element("id", "download-mask").click()
+    page.find_element("id", "download-overlay").click()
+    mask_file, overlay_file = tmp_path / f"{photo.stem}-mask.png", tmp_path / f"{photo.stem}-overlay.png"
+    wait_for(page, lambda d: mask_file.exists() and overlay_file.exists(), what="both downloads")
+
+    expected = _server_json(served, photo)
+    mask = png_mask(base64.b64decode(expected["mask_png_base64"]))
+    np.testing.assert_array_equal(png_mask(mask_file.read_bytes()), mask)
+
+    colors = {c["id"]: c["color"] for c in httpx.get(f"{served.url}/v1/model", timeout=30).json()["classes"]}
+    palette = np.array([colors[i] for i in range(len(colors))], dtype=np.float64)
+    image = np.asarray(Image.open(photo).convert("RGB"), dtype=np.float64)
+    blend = 0.6 * image + 0.4 * palette[mask]
+    overlay = np.asarray(Image.open(overlay_file).convert("RGB"), dtype=np.float64)
+    assert overlay.shape == image.shape
+    assert np.abs(overlay - blend).mean() < 3  # the browser's JPEG decoder is not PIL's
 
 
 def test_no_demo_leaves_the_page_out(real_b0_onnx: Path, tmp_path: Path) -> None:

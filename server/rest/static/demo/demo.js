@@ -1,6 +1,7 @@
 // The demo page: pick a model, drop an image or start the camera, see the segmentation.
 import { ApiError, describeModel, listModels, segment } from "./api.js";
 import { decodeMask, paintMask, paletteOf } from "./mask.js";
+import { exifOrientation, orientedView } from "./orient.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -15,7 +16,8 @@ const CAMERA_SIDE = 640; // camera frames are downscaled to this long side befor
 
 const state = {
   models: null, description: null, palette: null, labels: new Map(),
-  file: null, result: null, mask: null, name: "image", highlight: null,
+  file: null, result: null, mask: null, view: null, name: "image", highlight: null,
+  maskCanvas: document.createElement("canvas"), // the coloured mask at the server's orientation
   camera: null, // {stream, running, done: [timestamps]}
 };
 
@@ -63,18 +65,39 @@ function fitStage(width, height) {
   ui.stage.style.setProperty("--ar", String(width / height));
 }
 
-async function show(result, source, sourceWidth, sourceHeight) {
+// Show a result over ``source`` (a bitmap or canvas as the browser shows it, or null when the browser
+// cannot decode the file: then the mask is shown alone); ``orientation`` is the file's EXIF orientation.
+async function show(result, source, orientation = 1) {
   const mask = await decodeMask(result.mask_png_base64);
-  ui.image.width = result.width;
-  ui.image.height = result.height;
-  // the server segments the stored pixels; a source of another size (EXIF rotation) is stretched
-  ui.image.getContext("2d").drawImage(source, 0, 0, sourceWidth, sourceHeight, 0, 0, result.width, result.height);
-  state.result = result;
-  state.mask = mask;
-  paintMask(ui.overlay, mask, state.palette, state.highlight);
-  fitStage(result.width, result.height);
+  let view = orientedView(orientation, result.width, result.height);
+  if (source && (source.width !== view.width || source.height !== view.height)) {
+    view = orientedView(1, result.width, result.height); // not what the tag says: stretch, unturned
+  }
+  ui.image.width = view.width;
+  ui.image.height = view.height;
+  const context = ui.image.getContext("2d");
+  if (source) context.drawImage(source, 0, 0, view.width, view.height);
+  else {
+    context.fillStyle = "#c9ced6";
+    context.fillRect(0, 0, view.width, view.height);
+  }
+  Object.assign(state, { result, mask, view });
+  paintOverlay();
+  fitStage(view.width, view.height);
   renderLegend(result.classes);
   ui.downloadMask.disabled = ui.downloadOverlay.disabled = false;
+}
+
+// The coloured mask, turned like the photo, into the overlay canvas.
+function paintOverlay() {
+  const { mask, view } = state;
+  paintMask(state.maskCanvas, mask, state.palette, state.highlight);
+  ui.overlay.width = view.width;
+  ui.overlay.height = view.height;
+  const context = ui.overlay.getContext("2d");
+  context.imageSmoothingEnabled = false;
+  context.setTransform(...view.matrix);
+  context.drawImage(state.maskCanvas, 0, 0);
 }
 
 function swatch(id) {
@@ -115,7 +138,7 @@ function cell(content, className) {
 
 function highlight(id) {
   state.highlight = id;
-  if (state.mask) paintMask(ui.overlay, state.mask, state.palette, id);
+  if (state.mask) paintOverlay();
 }
 
 function renderTimings(timings, roundTripMs) {
@@ -139,8 +162,9 @@ function applyOpacity() {
 function onHover(event) {
   if (!state.mask) return;
   const rect = ui.overlay.getBoundingClientRect();
-  const x = Math.floor(((event.clientX - rect.left) / rect.width) * state.mask.width);
-  const y = Math.floor(((event.clientY - rect.top) / rect.height) * state.mask.height);
+  const shownX = Math.floor(((event.clientX - rect.left) / rect.width) * state.view.width);
+  const shownY = Math.floor(((event.clientY - rect.top) / rect.height) * state.view.height);
+  const [x, y] = state.view.toMask(shownX, shownY); // the server's pixel coordinates
   if (x < 0 || y < 0 || x >= state.mask.width || y >= state.mask.height) return;
   const id = state.mask.ids[y * state.mask.width + x];
   const label = state.labels.get(id)?.label ?? `class ${id}`;
@@ -162,16 +186,19 @@ async function segmentFile(file) {
   stopCamera();
   state.file = file;
   state.name = file.name.replace(/\.[^.]*$/, "") || "image";
+  ui.fps.hidden = true;
+  ui.tip.hidden = true;
   setState("busy");
   try {
     const started = performance.now();
     const result = await segment(state.models, ui.model.value, file, ui.mode.value);
     const roundTrip = performance.now() - started;
-    const bitmap = await createImageBitmap(file);
-    await show(result, bitmap, bitmap.width, bitmap.height);
-    bitmap.close();
+    const bitmap = await createImageBitmap(file).catch(() => null); // TIFF: browsers do not show it
+    await show(result, bitmap, await exifOrientation(file));
+    bitmap?.close();
     renderTimings(result.timings_ms, roundTrip);
     clearError();
+    if (!bitmap) showError(new Error("This browser cannot display this image format; the mask is shown alone."));
     setState("done");
   } catch (err) {
     showError(err);
@@ -234,7 +261,7 @@ async function cameraLoop(camera) {
     try {
       const result = await segment(state.models, ui.model.value, blob, ui.mode.value);
       if (!camera.running) break;
-      await show(result, frame, frame.width, frame.height);
+      await show(result, frame);
       renderTimings(result.timings_ms, performance.now() - started);
       clearError();
       camera.frames += 1;
