@@ -220,6 +220,8 @@ async function startCamera() {
   ui.video.srcObject = stream;
   await ui.video.play();
   state.camera = { stream, running: true, done: [], frames: 0 };
+  state.file = null;
+  state.name = "camera";
   ui.camera.textContent = "Stop camera";
   ui.fps.hidden = false;
   ui.fps.textContent = "camera: waiting for the first frame…";
