@@ -5,7 +5,8 @@ import { exifOrientation, orientedView } from "./orient.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  model: $("model"), mode: $("mode"), modelInfo: $("model-info"), file: $("file"), camera: $("camera"),
+  model: $("model"), mode: $("mode"), modelInfo: $("model-info"), choose: $("choose"), file: $("file"),
+  camera: $("camera"),
   opacity: $("opacity"), opacityValue: $("opacity-value"), downloadMask: $("download-mask"),
   downloadOverlay: $("download-overlay"), error: $("error"), stage: $("stage"), image: $("image-canvas"),
   overlay: $("overlay-canvas"), tip: $("tip"), video: $("video"), hover: $("hover"), legend: $("legend"),
@@ -39,7 +40,11 @@ function clearError() {
 
 async function loadModels() {
   state.models = await listModels();
-  ui.model.replaceChildren(...state.models.names.map((name) => new Option(name, name)));
+  const states = new Map(state.models.states.map((m) => [m.name, m.state]));
+  ui.model.replaceChildren(...state.models.names.map((name) => {
+    const shown = states.get(name);
+    return new Option(shown && shown !== "ready" ? `${name} (${shown})` : name, name);
+  }));
   ui.model.value = state.models.default;
   ui.model.disabled = state.models.names.length < 2;
   await selectModel(ui.model.value);
@@ -314,6 +319,11 @@ function downloadOverlay() {
 // --- wiring -----------------------------------------------------------------------------------------
 
 function wire() {
+  ui.choose.addEventListener("click", () => ui.file.click());
+  document.addEventListener("paste", (event) => {
+    const file = [...event.clipboardData.files].find((f) => f.type.startsWith("image/"));
+    if (file) segmentFile(file);
+  });
   ui.file.addEventListener("change", () => {
     if (ui.file.files.length) segmentFile(ui.file.files[0]);
     ui.file.value = ""; // choosing the same file again segments it again
