@@ -19,7 +19,8 @@ const state = {
   models: null, description: null, palette: null, labels: new Map(),
   file: null, result: null, mask: null, view: null, name: "image", highlight: null,
   maskCanvas: document.createElement("canvas"), // the coloured mask at the server's orientation
-  camera: null, // {stream, running, done: [timestamps]}
+  camera: null, // {stream, running, done: [timestamps], frames}
+  upload: 0, // the latest upload's number: an earlier one answering late is not shown
 };
 
 function setState(value) {
@@ -189,6 +190,7 @@ function onHover(event) {
 
 async function segmentFile(file) {
   stopCamera();
+  const upload = ++state.upload;
   state.file = file;
   state.name = file.name.replace(/\.[^.]*$/, "") || "image";
   ui.fps.hidden = true;
@@ -198,6 +200,7 @@ async function segmentFile(file) {
     const started = performance.now();
     const result = await segment(state.models, ui.model.value, file, ui.mode.value);
     const roundTrip = performance.now() - started;
+    if (upload !== state.upload) return; // a newer upload (or the camera) took over
     const bitmap = await createImageBitmap(file).catch(() => null); // TIFF: browsers do not show it
     await show(result, bitmap, await exifOrientation(file));
     bitmap?.close();
@@ -206,6 +209,7 @@ async function segmentFile(file) {
     if (!bitmap) showError(new Error("This browser cannot display this image format; the mask is shown alone."));
     setState("done");
   } catch (err) {
+    if (upload !== state.upload) return;
     showError(err);
     setState("error");
   }
@@ -215,12 +219,16 @@ async function segmentFile(file) {
 
 async function startCamera() {
   clearError();
+  state.upload += 1; // an upload still in flight is not shown over the camera
+  ui.camera.disabled = true; // while the browser asks for permission
   let stream;
   try {
     stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 1280 } }, audio: false });
   } catch (err) {
     showError(new Error(`Camera unavailable: ${err.message || err.name}`));
     return;
+  } finally {
+    ui.camera.disabled = false;
   }
   ui.video.srcObject = stream;
   await ui.video.play();
