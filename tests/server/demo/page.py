@@ -13,8 +13,6 @@ from tests.server.live import Served
 
 #: The console line Chromium logs for each failed request the page then explains.
 FAILED_REQUEST = "Failed to load resource: the server responded with a status of"
-#: Until the multi-model API is served, the page asks for ``/v1/models``, gets 404 and uses ``/v1/model``.
-NO_MODEL_LIST = "/v1/models - " + FAILED_REQUEST + " 404"
 
 
 def photo_to_show(real_photos: list[Path]) -> Path:

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from tests.server.demo.browser import console_errors, wait_for
-from tests.server.demo.page import NO_MODEL_LIST
 from tests.server.live import Served, metric_value
 
 pytestmark = [pytest.mark.real_weights, pytest.mark.slow]
@@ -43,4 +42,4 @@ def test_camera_frames_flow_one_at_a_time_with_fps(page: Any, demo_server: Serve
     sent = _segment_requests(demo_server) - before
     assert most_in_flight <= 1
     assert sent in (shown, shown + 1)  # one frame at a time: each sent after the previous answer
-    assert console_errors(page, allowed=(NO_MODEL_LIST,)) == []
+    assert console_errors(page) == []

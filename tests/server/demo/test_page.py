@@ -15,7 +15,6 @@ from PIL import Image
 
 from tests.server.demo.browser import console_errors, page_state, wait_for
 from tests.server.demo.page import (
-    NO_MODEL_LIST,
     by_share,
     class_colors,
     hover,
@@ -82,7 +81,7 @@ def test_real_photo_overlay_legend_hover_and_screenshot(
     assert _std(page.find_element("id", "image-canvas").screenshot_as_png) > 20
     if keep := os.environ.get(SCREENSHOT_ENV):
         shutil.copyfile(screenshot, keep)
-    assert console_errors(page, allowed=(NO_MODEL_LIST,)) == []
+    assert console_errors(page) == []
 
 
 def test_an_exif_rotated_photo_is_shown_upright_over_the_servers_mask(

@@ -48,37 +48,27 @@ async function request(url, options = {}) {
   throw new ApiError(response.status, body.error, body.detail, retryAfter);
 }
 
-const MULTI = "../v1/models"; // the multi-model API
-const SINGLE = "../v1/model"; // a server with one model (no /v1/models)
+const MODELS = "../v1/models";
 
-// The served models: {multi, default, names}. Falls back to GET /v1/model on servers without
-// GET /v1/models (they answer 404).
+// The served models: {default, names, states: [{name, state, ...}]} from GET /v1/models.
 export async function listModels() {
-  try {
-    const body = await (await request(MULTI)).json();
-    const names = body.models.map((m) => m.name);
-    return { multi: true, default: body.default || names[0], names, states: body.models };
-  } catch (err) {
-    if (!(err instanceof ApiError) || err.status !== 404) throw err;
-  }
-  const single = await (await request(SINGLE)).json();
-  return { multi: false, default: single.name, names: [single.name], states: [] };
+  const body = await (await request(MODELS)).json();
+  const names = body.models.map((m) => m.name);
+  return { default: body.default || names[0], names, states: body.models };
 }
 
 // The model description: classes with labels and colours, modes, inference size, providers.
-export async function describeModel(models, name) {
-  const url = models.multi ? `${MULTI}/${encodeURIComponent(name)}` : SINGLE;
-  return (await request(url)).json();
+export async function describeModel(name) {
+  return (await request(`${MODELS}/${encodeURIComponent(name)}`)).json();
 }
 
-// POST the image; the JSON result {width, height, classes, mask_png_base64, timings_ms}.
-export async function segment(models, name, blob, mode) {
-  const base = models.multi ? `${MULTI}/${encodeURIComponent(name)}/segment` : "../v1/segment";
+// POST the image to the model; the JSON result {width, height, classes, mask_png_base64, timings_ms}.
+export async function segment(name, blob, mode) {
   const query = new URLSearchParams({ format: "json" });
   if (mode) query.set("mode", mode);
   // the server sniffs the real format; octet-stream for files the browser has no type for
   const type = blob.type && blob.type.startsWith("image/") ? blob.type : "application/octet-stream";
-  const response = await request(`${base}?${query}`, {
+  const response = await request(`${MODELS}/${encodeURIComponent(name)}/segment?${query}`, {
     method: "POST",
     headers: { "Content-Type": type },
     body: blob,

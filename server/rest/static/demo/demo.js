@@ -14,6 +14,7 @@ const ui = {
 };
 const STAGES = ["decode", "preprocess", "queue", "inference", "postprocess", "encode", "total"];
 const CAMERA_SIDE = 640; // camera frames are downscaled to this long side before they are sent
+const MODEL_REFRESH_MS = 5_000;
 
 const state = {
   models: null, description: null, palette: null, labels: new Map(),
@@ -41,18 +42,51 @@ function clearError() {
 
 async function loadModels() {
   state.models = await listModels();
-  const states = new Map(state.models.states.map((m) => [m.name, m.state]));
-  ui.model.replaceChildren(...state.models.names.map((name) => {
-    const shown = states.get(name);
-    return new Option(shown && shown !== "ready" ? `${name} (${shown})` : name, name);
-  }));
+  renderModels();
   ui.model.value = state.models.default;
-  ui.model.disabled = state.models.names.length < 2;
   await selectModel(ui.model.value);
 }
 
+function renderModels() {
+  const { names, states } = state.models;
+  const shown = new Map(states.map((m) => [m.name, m.state]));
+  const chosen = ui.model.value;
+  ui.model.replaceChildren(...names.map((name) => {
+    const s = shown.get(name);
+    return new Option(s && s !== "ready" ? `${name} (${s})` : name, name);
+  }));
+  if (names.includes(chosen)) ui.model.value = chosen;
+  ui.model.disabled = names.length < 2;
+}
+
+// Another model chosen (or the chosen one gone): describe it and segment the current image with it.
+async function switchModel() {
+  try {
+    await selectModel(ui.model.value);
+    if (state.file && !state.camera) await segmentFile(state.file);
+  } catch (err) {
+    showError(err);
+  }
+}
+
+// Models are loaded and unloaded while the server runs: the picker follows every few seconds.
+async function refreshModels() {
+  if (document.hidden || !state.models) return;
+  try {
+    const models = await listModels();
+    const key = (m) => JSON.stringify(m.states.map((s) => [s.name, s.state]));
+    if (key(models) === key(state.models)) return;
+    const before = ui.model.value;
+    state.models = models;
+    renderModels();
+    if (ui.model.value !== before) await switchModel(); // the chosen one was unloaded
+  } catch {
+    // the next try will do; a request's own error is what the page shows
+  }
+}
+
 async function selectModel(name) {
-  const d = await describeModel(state.models, name);
+  const d = await describeModel(name);
   state.description = d;
   state.palette = paletteOf(d);
   state.labels = new Map(d.classes.map((c) => [c.id, c]));
@@ -198,7 +232,7 @@ async function segmentFile(file) {
   setState("busy");
   try {
     const started = performance.now();
-    const result = await segment(state.models, ui.model.value, file, ui.mode.value);
+    const result = await segment(ui.model.value, file, ui.mode.value);
     const roundTrip = performance.now() - started;
     if (upload !== state.upload) return; // a newer upload (or the camera) took over
     const bitmap = await createImageBitmap(file).catch(() => null); // TIFF: browsers do not show it
@@ -274,7 +308,7 @@ async function cameraLoop(camera) {
     const blob = await new Promise((resolve) => frame.toBlob(resolve, "image/jpeg", 0.85));
     const started = performance.now();
     try {
-      const result = await segment(state.models, ui.model.value, blob, ui.mode.value);
+      const result = await segment(ui.model.value, blob, ui.mode.value);
       if (!camera.running) break;
       await show(result, frame);
       renderTimings(result.timings_ms, performance.now() - started);
@@ -353,14 +387,7 @@ function wire() {
   ui.camera.addEventListener("click", () => (state.camera ? stopCamera() : startCamera()));
   ui.downloadMask.addEventListener("click", downloadMask);
   ui.downloadOverlay.addEventListener("click", downloadOverlay);
-  ui.model.addEventListener("change", async () => {
-    try {
-      await selectModel(ui.model.value);
-      if (state.file && !state.camera) await segmentFile(state.file);
-    } catch (err) {
-      showError(err);
-    }
-  });
+  ui.model.addEventListener("change", switchModel);
   ui.mode.addEventListener("change", () => state.file && !state.camera && segmentFile(state.file));
   if (!navigator.mediaDevices?.getUserMedia) {
     ui.camera.disabled = true;
@@ -376,6 +403,7 @@ async function main() {
       await loadModels();
       clearError();
       setState("idle");
+      setInterval(refreshModels, MODEL_REFRESH_MS);
       return;
     } catch (err) {
       showError(err);
