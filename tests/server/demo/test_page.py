@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -159,3 +160,37 @@ def test_download_buttons_give_the_mask_and_the_overlay(
     overlay = np.asarray(Image.open(overlay_file).convert("RGB"), dtype=np.float64)
     assert overlay.shape == image.shape
     assert np.abs(overlay - blend).mean() < 3  # the browser's JPEG decoder is not PIL's
+
+
+def test_the_mode_picker_segments_at_native_resolution(
+    page: Any, demo_server: Served, real_photos: list[Path]
+) -> None:
+    from selenium.webdriver.support.select import Select
+
+    photo = real_photos[2]
+    upload(page, photo)
+    page.execute_script("document.body.dataset.state = 'sent'")
+    Select(page.find_element("id", "mode")).select_by_value("native")  # the same image again, natively
+    wait_for(page, page_state("done"), what="the native-mode answer")
+    response = httpx.post(
+        f"{demo_server.url}/v1/segment?format=json&mode=native",
+        content=photo.read_bytes(),
+        headers={"Content-Type": "image/jpeg"},
+        timeout=60,
+    )
+    expected = by_share(response.json()["classes"])
+    assert [row[0] for row in legend(page)] == [c["id"] for c in expected]
+
+
+def test_a_tiff_the_browser_cannot_show_gives_the_mask_alone(
+    page: Any, demo_server: Served, real_photos: list[Path], tmp_path: Path
+) -> None:
+    tiff = tmp_path / "photo.tiff"
+    Image.open(photo_to_show(real_photos)).save(tiff, compression="tiff_deflate")  # under the body limit
+    upload(page, tiff)
+    assert page.find_element("id", "error").text == (
+        "This browser cannot display this image format; the mask is shown alone."
+    )
+    expected = segment_json(demo_server, tiff)
+    assert [row[0] for row in legend(page)] == [c["id"] for c in by_share(expected["classes"])]
+    assert console_errors(page) == []
