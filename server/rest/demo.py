@@ -23,6 +23,7 @@ FILES = {
     "demo.css": "text/css; charset=utf-8",
     "demo.js": "text/javascript; charset=utf-8",
     "api.js": "text/javascript; charset=utf-8",
+    "camera.js": "text/javascript; charset=utf-8",
     "mask.js": "text/javascript; charset=utf-8",
     "orient.js": "text/javascript; charset=utf-8",
 }

@@ -1,6 +1,7 @@
 // The demo page: pick a model, drop an image or start the camera, see the segmentation.
 import { ApiError, describeModel, listModels, segment } from "./api.js";
 import { decodeMask, paintMask, paletteOf } from "./mask.js";
+import { Camera } from "./camera.js";
 import { exifOrientation, orientedView } from "./orient.js";
 
 const $ = (id) => document.getElementById(id);
@@ -13,14 +14,14 @@ const ui = {
   legendEmpty: $("legend-empty"), timings: $("timings"), fps: $("fps"),
 };
 const STAGES = ["decode", "preprocess", "queue", "inference", "postprocess", "encode", "total"];
-const CAMERA_SIDE = 640; // camera frames are downscaled to this long side before they are sent
 const MODEL_REFRESH_MS = 5_000;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const state = {
   models: null, description: null, palette: null, labels: new Map(),
   file: null, result: null, mask: null, view: null, name: "image", highlight: null,
   maskCanvas: document.createElement("canvas"), // the coloured mask at the server's orientation
-  camera: null, // {stream, running, done: [timestamps], frames}
+  camera: null, // a Camera while it runs
   upload: 0, // the latest upload's number: an earlier one answering late is not shown
 };
 
@@ -249,82 +250,45 @@ async function segmentFile(file) {
   }
 }
 
-// --- camera: one frame in flight, the next one sent when the answer arrives -------------------------
+// --- camera ---------------------------------------------------------------------------------------
 
 async function startCamera() {
   clearError();
   state.upload += 1; // an upload still in flight is not shown over the camera
   ui.camera.disabled = true; // while the browser asks for permission
-  let stream;
   try {
-    stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 1280 } }, audio: false });
+    state.camera = await Camera.open(ui.video, {
+      send: (blob) => segment(ui.model.value, blob, ui.mode.value),
+      show: async (result, frame, roundTripMs) => {
+        await show(result, frame);
+        renderTimings(result.timings_ms, roundTripMs);
+        clearError();
+      },
+      report: ({ fps, frames, width, height }) => {
+        ui.fps.textContent = `camera: ${fps.toFixed(1)} fps · ${frames} frames · ${width}×${height}`;
+        ui.fps.dataset.frames = frames;
+      },
+      fail: showError,
+    });
   } catch (err) {
     showError(new Error(`Camera unavailable: ${err.message || err.name}`));
     return;
   } finally {
     ui.camera.disabled = false;
   }
-  ui.video.srcObject = stream;
-  await ui.video.play();
-  state.camera = { stream, running: true, done: [], frames: 0 };
   state.file = null;
   state.name = "camera";
   ui.camera.textContent = "Stop camera";
   ui.fps.hidden = false;
   ui.fps.textContent = "camera: waiting for the first frame…";
   setState("camera");
-  cameraLoop(state.camera);
 }
 
 function stopCamera() {
-  const camera = state.camera;
-  if (!camera) return;
-  camera.running = false;
-  camera.stream.getTracks().forEach((t) => t.stop());
-  ui.video.srcObject = null;
+  if (!state.camera) return;
+  state.camera.stop();
   state.camera = null;
   ui.camera.textContent = "Start camera";
-}
-
-function grabFrame() {
-  const { videoWidth: w, videoHeight: h } = ui.video;
-  const scale = Math.min(1, CAMERA_SIDE / Math.max(w, h));
-  const frame = document.createElement("canvas");
-  frame.width = Math.round(w * scale);
-  frame.height = Math.round(h * scale);
-  frame.getContext("2d").drawImage(ui.video, 0, 0, frame.width, frame.height);
-  return frame;
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function cameraLoop(camera) {
-  while (camera.running) {
-    if (!ui.video.videoWidth) {
-      await sleep(50);
-      continue;
-    }
-    const frame = grabFrame();
-    const blob = await new Promise((resolve) => frame.toBlob(resolve, "image/jpeg", 0.85));
-    const started = performance.now();
-    try {
-      const result = await segment(ui.model.value, blob, ui.mode.value);
-      if (!camera.running) break;
-      await show(result, frame);
-      renderTimings(result.timings_ms, performance.now() - started);
-      clearError();
-      camera.frames += 1;
-      camera.done = [...camera.done.slice(-9), performance.now()];
-      const span = (camera.done.at(-1) - camera.done[0]) / 1000;
-      const fps = camera.done.length > 1 ? (camera.done.length - 1) / span : 0;
-      ui.fps.textContent = `camera: ${fps.toFixed(1)} fps · ${camera.frames} frames · ${frame.width}×${frame.height}`;
-      ui.fps.dataset.frames = camera.frames;
-    } catch (err) {
-      showError(err);
-      // busy: wait as long as the server asks; anything else: a moment, then the next frame
-      await sleep(err instanceof ApiError && err.retryAfter !== null ? 1000 * err.retryAfter : 1000);
-    }
-  }
 }
 
 // --- downloads ------------------------------------------------------------------------------------
