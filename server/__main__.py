@@ -7,11 +7,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from server.memory import tune_malloc
 from server.settings import load_settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(argv)
+    tune_malloc()  # before any big buffer: freed images and masks go back to the OS (server/memory.py)
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -1,6 +1,9 @@
 """Dynamic batcher below every transport: bounded queue, shape-keyed batches, deadlines.
 
-Requests wait in one FIFO per batch key ``(input shape, output_size)``. A single dispatcher takes a free
+Requests wait in one FIFO per batch key, the model input's shape (in ``resize`` mode every image has
+the inference size, so images of any original size batch together; ``native`` buckets by the rounded
+size). A batch gives each request its low-resolution logits; the mask at the request's own size is made
+per image afterwards (``server.head``). A single dispatcher takes a free
 session, picks the key whose oldest request waited longest, lets that batch fill for at most
 ``max_queue_delay`` (or until ``max_batch_size``), and runs it in the background while forming the next.
 With ``fill_only_while_arriving`` (the data plane's choice) the fill wait only happens while another
@@ -29,7 +32,7 @@ from server.metrics import BATCH_SIZE, QUEUE_DEPTH, SESSION_RUNS
 from server.pool import SessionPool
 
 log = logging.getLogger("segformer.batcher")
-BatchKey = tuple[tuple[int, ...], tuple[int, int]]
+BatchKey = tuple[int, ...]
 
 
 @dataclass(eq=False)
@@ -73,13 +76,11 @@ class Batcher:
     def start(self) -> None:
         self._task = asyncio.create_task(self._dispatch_forever(), name="batcher")
 
-    async def infer(
-        self, image: np.ndarray, output_size: tuple[int, int], deadline: float | None
-    ) -> tuple[np.ndarray, float, float]:
-        """Mask ``[H, W]`` for one uint8 ``[h, w, 3]`` image, with (queue seconds, inference seconds)."""
+    async def infer(self, image: np.ndarray, deadline: float | None) -> tuple[np.ndarray, float, float]:
+        """Logits ``[C, h, w]`` for one uint8 ``[H, W, 3]`` image, with (queue seconds, inference seconds)."""
         self.check_capacity()
         future: asyncio.Future[tuple[np.ndarray, float, float]] = asyncio.get_running_loop().create_future()
-        item = _Item((image.shape, output_size), image, deadline, future)
+        item = _Item(image.shape, image, deadline, future)
         self._queues.setdefault(item.key, deque()).append(item)
         self._pending += 1
         QUEUE_DEPTH.labels(self.model).set(self._pending)
@@ -198,7 +199,7 @@ class Batcher:
         SESSION_RUNS.labels(self.model, self.pool.kind(session)).inc()
         try:
             images = items[0].image[None] if len(items) == 1 else np.stack([i.image for i in items])
-            masks = await self.pool.run(session, images, items[0].key[1])
+            logits = await self.pool.run(session, images)
         except Exception as exc:
             log.exception("inference failed for a batch of %d", len(items))
             for item in items:
@@ -211,7 +212,7 @@ class Batcher:
         self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * seconds
         for index, item in enumerate(items):
             if not item.future.done():  # a request that expired meanwhile is simply dropped
-                item.future.set_result((masks[index], start - item.enqueued, seconds))
+                item.future.set_result((logits[index], start - item.enqueued, seconds))
 
     @property
     def pending(self) -> int:

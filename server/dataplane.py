@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 
 import numpy as np
 from PIL import Image
 
 from server import errors, imaging
+from server.memory import MemoryBudget, MiB
 from server.metrics import IN_FLIGHT, observe_stage
 from server.repository import ModelRepository
 from server.runtime import ModelRuntime
@@ -27,10 +29,10 @@ from server.types import Mode, SegmentRequest, SegmentResult
 log = logging.getLogger("segformer.dataplane")
 
 
-def _decoded(request: SegmentRequest, s: Settings) -> Image.Image | np.ndarray:
-    """The request's RGB image: decoded from ``image`` bytes, or its ``pixels`` checked."""
+def _peek(request: SegmentRequest, s: Settings) -> Image.Image | np.ndarray:
+    """The request's image with only its header read (``image`` bytes), or its ``pixels`` checked."""
     if request.pixels is None:
-        return imaging.open_image(request.image or b"", s.max_image_pixels, s.max_image_side)
+        return imaging.peek_image(request.image or b"", s.max_image_pixels, s.max_image_side)
     pixels = request.pixels
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise errors.invalid_argument(
@@ -46,15 +48,18 @@ def _decoded(request: SegmentRequest, s: Settings) -> Image.Image | np.ndarray:
     return np.ascontiguousarray(pixels)
 
 
+def _size(image: Image.Image | np.ndarray) -> tuple[int, int]:
+    """(height, width)."""
+    return (image.shape[0], image.shape[1]) if isinstance(image, np.ndarray) else (image.height, image.width)
+
+
 def _prepare(
-    request: SegmentRequest, mode: Mode, s: Settings, runtime: ModelRuntime
+    peeked: Image.Image | np.ndarray, mode: Mode, s: Settings, runtime: ModelRuntime
 ) -> tuple[Image.Image | np.ndarray, np.ndarray, float]:
     """Decode and resize in one worker-thread hop: (image, model input, when decoding ended)."""
-    image = _decoded(request, s)
+    image = peeked if isinstance(peeked, np.ndarray) else imaging.load_rgb(peeked)
     decoded_at = time.monotonic()
-    height, width = (
-        (image.shape[0], image.shape[1]) if isinstance(image, np.ndarray) else (image.height, image.width)
-    )
+    height, width = _size(image)
     if mode == "resize":
         size = runtime.spec.inference_size
     else:
@@ -68,6 +73,7 @@ class DataPlane:
     def __init__(self, settings: Settings, repository: ModelRepository) -> None:
         self.settings = settings
         self.repository = repository
+        self.budget = MemoryBudget(settings.memory_budget_mib * MiB)
         self.draining = False  # set on SIGTERM: readiness fails, accepted and new requests still run
 
     # --- models ---------------------------------------------------------------------------------------
@@ -116,14 +122,32 @@ class DataPlane:
             observe_stage(runtime.name, name, seconds)
 
         with runtime.batcher.arriving():  # batches forming meanwhile may wait for this request
-            image, resized, decoded_at = await asyncio.to_thread(_prepare, request, mode, s, runtime)
+            decoded = request.pixels is not None
+            peeked = _peek(request, s) if decoded else await asyncio.to_thread(_peek, request, s)
+            height, width = _size(peeked)
+            # this image's working set is reserved before its pixels are decoded
+            reserved = await self.budget.reserve(self.budget.cost(width, height), deadline)
+            try:
+                image, resized, decoded_at = await asyncio.to_thread(_prepare, peeked, mode, s, runtime)
+            except BaseException:
+                self.budget.release(reserved)
+                raise
             record("decode", decoded_at - start)
             record("preprocess", time.monotonic() - decoded_at)
-        if time.monotonic() >= deadline:
-            raise errors.deadline_exceeded("the deadline expired before inference")
-        height, width = image.shape[:2] if isinstance(image, np.ndarray) else (image.height, image.width)
-        mask, queued, inferred = await runtime.infer(resized, (height, width), deadline)
-        record("queue", queued)
-        record("inference", inferred)
+        try:
+            if time.monotonic() >= deadline:
+                raise errors.deadline_exceeded("the deadline expired before inference")
+            logits, queued, inferred = await runtime.infer(resized, deadline)
+            record("queue", queued)
+            record("inference", inferred)
+            mask_start = time.monotonic()
+            mask = await asyncio.to_thread(runtime.mask, logits, (height, width))
+            record("mask", time.monotonic() - mask_start)
+        except BaseException:
+            self.budget.release(reserved)
+            raise
         record("total", time.monotonic() - start)
-        return SegmentResult(mask, width, height, runtime.spec, runtime.name, runtime.palette, timings, image)
+        spec, palette = runtime.spec, runtime.palette
+        result = SegmentResult(mask, width, height, spec, runtime.name, palette, timings, image)
+        weakref.finalize(result, self.budget.release, reserved)  # held until the transport has sent it
+        return result

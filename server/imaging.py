@@ -35,6 +35,11 @@ def open_image(data: bytes, max_pixels: int, max_side: int) -> Image.Image:
     Only the first frame of animated/multi-page images is used; alpha is dropped (like
     ``Image.convert("RGB")`` in the reference pipeline); EXIF orientation is not applied.
     """
+    return load_rgb(peek_image(data, max_pixels, max_side))
+
+
+def peek_image(data: bytes, max_pixels: int, max_side: int) -> Image.Image:
+    """The image with only its header read (size checked against the limits), or a 400 ``ServeError``."""
     if not data:
         raise errors.corrupt_image("empty image")
     try:
@@ -53,6 +58,12 @@ def open_image(data: bytes, max_pixels: int, max_side: int) -> Image.Image:
         raise errors.corrupt_image(f"invalid image size {width}x{height}")
     if max(width, height) > max_side or width * height > max_pixels:
         raise errors.image_too_large(limits_detail(width, height, max_pixels, max_side))
+    return image
+
+
+def load_rgb(image: Image.Image) -> Image.Image:
+    """Decode the pixels of a ``peek_image`` result to RGB, or a 400 ``ServeError``."""
+    width, height = image.size
     try:
         image.load()
         rgb = image if image.mode == "RGB" else image.convert("RGB")
@@ -103,16 +114,31 @@ def encode_mask_png(mask: np.ndarray) -> bytes:
     """
     height, width = mask.shape
     depth, sample = (8, np.dtype(np.uint8)) if mask.dtype == np.uint8 else (16, np.dtype(">u2"))
-    rows = np.empty((height, 1 + width * sample.itemsize), np.uint8)
-    rows[:, 0] = 0  # filter type "None" for every scanline
-    rows[:, 1:] = np.ascontiguousarray(mask, dtype=sample).view(np.uint8).reshape(height, -1)
-    header = struct.pack(">IIBBBBB", width, height, depth, 0, 0, 0, 0)  # greyscale, no interlace
     deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)  # runs of labels: RLE is the fit
-    idat = deflate.compress(rows) + deflate.flush()
-    return b"".join((_PNG_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", idat), _chunk(b"IEND", b"")))
+    parts = []
+    for start, end in _bands(height, width * sample.itemsize):  # bounded memory for huge masks
+        rows = np.empty((end - start, 1 + width * sample.itemsize), np.uint8)
+        rows[:, 0] = 0  # filter type "None" for every scanline
+        band = np.ascontiguousarray(mask[start:end], dtype=sample)
+        rows[:, 1:] = band.view(np.uint8).reshape(end - start, -1)
+        parts.append(deflate.compress(rows))
+    parts.append(deflate.flush())
+    return _png(width, height, depth, 0, b"".join(parts))  # greyscale
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: bytes of image data per band when encoding: full-resolution work stays in bounded pieces
+BAND_BYTES = 1 << 22
+
+
+def _bands(height: int, row_bytes: int) -> list[tuple[int, int]]:
+    rows = max(1, BAND_BYTES // max(1, row_bytes))
+    return [(start, min(height, start + rows)) for start in range(0, height, rows)]
+
+
+def _png(width: int, height: int, depth: int, colour_type: int, idat: bytes) -> bytes:
+    header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)  # no interlace
+    return b"".join((_PNG_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", idat), _chunk(b"IEND", b"")))
 
 
 def _chunk(tag: bytes, payload: bytes) -> bytes:
@@ -130,11 +156,27 @@ def palette_array(palette: list[tuple[int, int, int]], num_labels: int) -> np.nd
 def overlay_png(
     image: np.ndarray | Image.Image, mask: np.ndarray, palette: np.ndarray, alpha: float = 0.5
 ) -> bytes:
-    """The RGB image blended with the class colours of ``mask`` (``alpha`` = mask opacity), as PNG."""
-    colours = palette[np.minimum(mask, len(palette) - 1)]
-    blended = np.asarray(image, dtype=np.float32) * (1.0 - alpha) + colours.astype(np.float32) * alpha
-    buffer = io.BytesIO()
-    Image.fromarray(np.clip(blended + 0.5, 0, 255).astype(np.uint8)).save(
-        buffer, format="PNG", compress_level=1
-    )
-    return buffer.getvalue()
+    """The RGB image blended with the class colours of ``mask`` (``alpha`` = mask opacity), as PNG.
+
+    Blended and compressed in bands of rows (PNG "Up" filter, deflate level 1), so a huge image costs
+    a few MB of working memory beyond its mask and pixels."""
+    height, width = mask.shape
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 8)
+    parts, previous = [], np.zeros(width * 3, np.uint8)
+    table = palette.astype(np.float32) * alpha
+    for start, end in _bands(height, width * 12):  # float32 RGB per pixel while blending
+        if isinstance(image, Image.Image):
+            pixels = np.asarray(image.crop((0, start, width, end)), dtype=np.uint8)
+        else:
+            pixels = image[start:end]
+        colours = table[np.minimum(mask[start:end], len(palette) - 1)]
+        band = np.clip(pixels * np.float32(1.0 - alpha) + colours + 0.5, 0, 255).astype(np.uint8)
+        flat = band.reshape(end - start, width * 3)
+        rows = np.empty((end - start, 1 + width * 3), np.uint8)
+        rows[:, 0] = 2  # filter type "Up": the difference with the row above (mod 256)
+        rows[0, 1:] = flat[0] - previous
+        rows[1:, 1:] = flat[1:] - flat[:-1]
+        previous = flat[-1].copy()
+        parts.append(deflate.compress(rows))
+    parts.append(deflate.flush())
+    return _png(width, height, 8, 2, b"".join(parts))  # RGB

@@ -1,5 +1,9 @@
 """A pool of ONNX Runtime sessions lent to one batch at a time; ``run`` happens in a thread.
 
+The sessions run the graph's batched stage (``contract.head.split``: image → low-resolution logits);
+the per-image stage (upsampling + argmax at each image's own size, in tiles) is ``pool.head``. So a
+batch needs one input shape only, whatever the original sizes of its images.
+
 No lock around ``session.run``: each session is used by one batch at a time (it is borrowed from the
 pool), and ORT releases the GIL, so N sessions run N batches in parallel.
 """
@@ -16,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
+from contract.head import split
 from contract.spec import ModelSpec
+from server.head import MaskHead
 from server.settings import Settings, usable_cores
 
 log = logging.getLogger("segformer.pool")
@@ -104,10 +111,15 @@ class SessionPool:
         providers = choose_providers(settings)
         self.plan = plan = plan_pool(settings, providers[0] != CPU, cores or usable_cores())
         shared_arena = plan.lanes > 1 or plan.solo_threads > 0
+        graph = onnx.load(str(model_path))
+        meta = {p.key: p.value for p in graph.metadata_props}
+        parts = split(graph)  # the batched stage (image -> logits) and the per-image head
+        body = parts.body.SerializeToString()
+        del graph
 
         def make(threads: int, spinning: bool) -> ort.InferenceSession:
             options = _session_options(threads, spinning, shared_arena)
-            return ort.InferenceSession(str(model_path), options, providers=providers)
+            return ort.InferenceSession(body, options, providers=providers)
 
         self.lanes = [make(plan.lane_threads, spinning=plan.lanes == 1) for _ in range(plan.lanes)]
         self.solo = make(plan.solo_threads, spinning=True) if plan.solo_threads else None
@@ -120,11 +132,10 @@ class SessionPool:
             )
         if settings.device == "auto" and CUDA in ort.get_available_providers() and CUDA not in self.providers:
             log.warning("CUDA provider is installed but unusable here; falling back to CPU")
-        meta = first.get_modelmeta().custom_metadata_map
         inputs = {i.name: i for i in first.get_inputs()}
         self.spec = ModelSpec.from_graph(meta, list(inputs["image"].shape))
-        overridable = {i.name for i in first.get_overridable_initializers()}
-        self.has_output_size = "output_size" in inputs or "output_size" in overridable
+        self.head = MaskHead(parts.head, providers, self.spec.mask_dtype)
+        self.upsample = parts.mode
         self._free_lanes = list(self.lanes)
         self._solo_busy = False
         self._released = asyncio.Event()
@@ -180,29 +191,24 @@ class SessionPool:
     def kind(self, session: ort.InferenceSession) -> str:
         return "solo" if session is self.solo else "lane"
 
-    def _feeds(self, images: np.ndarray, output_size: tuple[int, int]) -> dict[str, np.ndarray]:
-        feeds = {"image": images}
-        if self.has_output_size:
-            feeds["output_size"] = np.asarray(output_size, dtype=np.int64)
-        return feeds
-
-    async def run(
-        self, session: ort.InferenceSession, images: np.ndarray, output_size: tuple[int, int]
-    ) -> np.ndarray:
-        """``mask`` for a uint8 ``[N, H, W, 3]`` batch, computed in the pool's thread executor."""
-        feeds = self._feeds(images, output_size)
+    async def run(self, session: ort.InferenceSession, images: np.ndarray) -> np.ndarray:
+        """float32 ``logits`` ``[N, C, h, w]`` of a uint8 ``[N, H, W, 3]`` batch (the batched stage), in
+        the pool's thread executor; ``head.run`` turns each image's logits into its mask."""
         loop = asyncio.get_running_loop()
-        (mask,) = await loop.run_in_executor(self._executor, session.run, ["mask"], feeds)
-        return mask
+        (logits,) = await loop.run_in_executor(self._executor, session.run, None, {"image": images})
+        return logits
 
     def warm_up(self, runs: int) -> float:
-        """Run every session ``runs`` times at the inference size (blocking); returns seconds."""
+        """Run every session ``runs`` times at the inference size, and the head (blocking); seconds."""
         start = time.perf_counter()
         height, width = self.spec.inference_size
         image = np.full((1, height, width, 3), 128, dtype=np.uint8)
+        logits = None
         for session in self.sessions:
             for _ in range(runs):
-                session.run(["mask"], self._feeds(image, (height, width)))
+                (logits,) = session.run(None, {"image": image})
+        if logits is not None:
+            self.head.run(logits[0], (height, width))
         return time.perf_counter() - start
 
     def close(self) -> None:

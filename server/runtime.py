@@ -136,10 +136,13 @@ class ModelRuntime:
             if self._leases == 0:
                 self._idle.set()
 
-    async def infer(
-        self, image: np.ndarray, output_size: tuple[int, int], deadline: float
-    ) -> tuple[np.ndarray, float, float]:
-        return await self.batcher.infer(image, output_size, deadline)
+    async def infer(self, image: np.ndarray, deadline: float) -> tuple[np.ndarray, float, float]:
+        """The image's low-resolution logits through the batcher, with (queue, inference) seconds."""
+        return await self.batcher.infer(image, deadline)
+
+    def mask(self, logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """The per-image stage (blocking: run it in a thread): logits → mask at ``size``, in tiles."""
+        return self.pool.head.run(logits, size)
 
     def check_mode(self, mode: str | None) -> Mode:
         chosen = mode or self.default_mode

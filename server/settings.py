@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(32 * MiB, gt=0, description="largest request body (413 beyond)")
     max_image_pixels: int = Field(40_000_000, gt=0, description="largest decoded image (pixels)")
     max_image_side: int = Field(16384, gt=0, description="longest image side (pixels)")
+    memory_budget_mib: int = Field(
+        2048,
+        ge=0,
+        description="working memory of the requests in flight (decoded pixels, masks), estimated from "
+        "the image header before decoding; beyond it requests wait, then 503; 0 = unlimited",
+    )
     overlay_alpha: float = Field(0.5, ge=0, le=1, description="mask opacity for format=overlay")
     demo: bool = Field(True, description="serve the browser demo page at /demo/ (/ redirects there)")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")

@@ -1,0 +1,54 @@
+"""The per-image stage: bilinear upsampling + argmax of one image's logits at its own size, in tiles.
+
+The batched stage (``SessionPool``) stops at the low-resolution logits; this runs the head graph of
+``contract.head`` (the exported graph's own upsampling nodes) for bands of output rows, each at most
+``TILE_PIXELS`` output pixels, into one preallocated mask. So the full-resolution work of an image of
+any size holds a bounded amount of memory (a band's candidates), never C or 4K full-size planes.
+ORT sessions are safe to run from several threads at once: requests run their heads side by side.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from contract.head import HEAD_LOGITS, HEAD_OUT_HW, HEAD_ROWS
+
+#: output pixels per tile: top-K (K=3) holds 12 float planes per tile, ~50 MB at 1 Mpx
+TILE_PIXELS = 1 << 20
+
+
+def tile_rows(height: int, width: int, tile_pixels: int = TILE_PIXELS) -> list[tuple[int, int]]:
+    """Bands (start, end) of output rows covering ``height``, each at most ``tile_pixels`` pixels."""
+    rows = max(1, min(height, tile_pixels // max(1, width)))
+    count = math.ceil(height / rows)
+    rows = math.ceil(height / count)  # even bands
+    return [(start, min(height, start + rows)) for start in range(0, height, rows)]
+
+
+class MaskHead:
+    """One session over the head graph (no arena: its allocations are returned after each tile)."""
+
+    def __init__(self, head: onnx.ModelProto, providers: list[object], mask_dtype: np.dtype) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1  # heads of different requests run side by side instead
+        options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = False
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(head.SerializeToString(), options, providers=providers)
+        self.mask_dtype = mask_dtype
+
+    def run(self, logits: np.ndarray, size: tuple[int, int], tile_pixels: int = TILE_PIXELS) -> np.ndarray:
+        """The ``[H, W]`` mask of one image's ``[C, h, w]`` logits at ``size`` = (H, W) (blocking)."""
+        height, width = size
+        mask = np.empty((height, width), self.mask_dtype)
+        feeds = {HEAD_LOGITS: np.ascontiguousarray(logits[None], dtype=np.float32)}
+        feeds[HEAD_OUT_HW] = np.asarray(size, dtype=np.int64)
+        for start, end in tile_rows(height, width, tile_pixels):
+            feeds[HEAD_ROWS] = np.asarray((start, end), dtype=np.int64)
+            (band,) = self.session.run(["mask"], feeds)
+            mask[start:end] = band[0]
+        return mask

@@ -1,0 +1,122 @@
+"""Process memory: freed buffers go back to the OS, and a byte budget bounds the requests in flight.
+
+``tune_malloc`` (called once at start-up, Linux/glibc only) fixes glibc's mmap threshold at 1 MiB.
+By default the threshold *grows* to the size of the largest block freed (up to 32 MiB), after which
+blocks of a few MB (a mask, a decoded photo's rows) come from the heap, fragment it and are never
+returned: RSS then climbs with every new image size. With a fixed threshold every such buffer is its
+own mapping, unmapped when freed. The number of malloc arenas is capped for the same reason (every
+worker thread would otherwise keep its own heap).
+
+``MemoryBudget`` admits a request only when its estimated working set (from the image header, before
+any pixel is decoded) fits beside those in flight; it waits otherwise, and a request that still does
+not fit when its wait ends is refused with 503 (never an OOM kill). The reservation is released when
+the request's result is garbage-collected (CPython: as soon as the transport has sent it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import sys
+import threading
+import time
+
+from server import errors
+
+log = logging.getLogger("segformer.memory")
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+#: estimated bytes per pixel of a request's working set: RGB pixels (3), mask (1-2), encoding bands
+BYTES_PER_PIXEL = 6
+#: a reservation this large, released when nothing else is in flight, triggers ``malloc_trim``
+TRIM_AFTER = 64 * 1024 * 1024
+TRIM_DELAY_S = 0.5
+MiB = 1024 * 1024
+
+
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    with contextlib.suppress(OSError):
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    return None
+
+
+def tune_malloc(mmap_threshold: int = MiB, arenas: int = 4) -> bool:
+    """Fix glibc's mmap threshold and cap its arenas (see module doc); False when not glibc."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt"):
+        return False
+    ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold))
+    ok &= bool(libc.mallopt(_M_TRIM_THRESHOLD, 4 * mmap_threshold))
+    ok &= bool(libc.mallopt(_M_ARENA_MAX, arenas))
+    return ok
+
+
+def trim() -> None:
+    """Give free heap pages back to the OS (``malloc_trim``); a no-op elsewhere."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+class MemoryBudget:
+    """Bytes reserved by requests in flight, at most ``limit`` (0: unlimited). Thread-safe release."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._freed = asyncio.Event()
+
+    def cost(self, width: int, height: int) -> int:
+        return width * height * BYTES_PER_PIXEL
+
+    async def reserve(self, nbytes: int, deadline: float) -> int:
+        """Wait until ``nbytes`` fit (or the wait is over: 503); returns what to ``release``."""
+        if not self.limit:
+            return 0
+        self._loop = asyncio.get_running_loop()
+        nbytes = min(nbytes, self.limit)  # one request alone always fits
+        end = min(deadline, time.monotonic() + 10.0)
+        while True:
+            with self._lock:
+                if self.used + nbytes <= self.limit:
+                    self.used += nbytes
+                    return nbytes
+                self._freed.clear()
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise errors.ServeError(
+                    503,
+                    "memory_busy",
+                    f"the server's memory budget ({self.limit // MiB} MiB) is taken by requests in flight",
+                    retry_after=1.0,
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._freed.wait(), remaining)
+
+    def release(self, nbytes: int) -> None:
+        """Return a reservation (from any thread, e.g. the one that dropped the last reference)."""
+        if not nbytes:
+            return
+        with self._lock:
+            self.used -= nbytes
+            idle = self.used == 0
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._freed.set)
+                if idle and nbytes >= TRIM_AFTER:  # a big request was the last: hand its heap back,
+                    loop.call_soon_threadsafe(self._trim_later)  # once its response buffers are gone too
+
+    def _trim_later(self) -> None:
+        assert self._loop is not None
+        self._loop.call_later(TRIM_DELAY_S, self._trim_if_idle)
+
+    def _trim_if_idle(self) -> None:
+        if self.used == 0:
+            trim()

@@ -1,0 +1,106 @@
+"""One request cannot take the server's memory: a 36 Mpx PNG, three at once, many sizes (RSS measured)."""
+
+from __future__ import annotations
+
+import io
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.server.live import Served, image_bytes
+
+pytestmark = pytest.mark.slow
+MB = 1024 * 1024
+
+
+def rss(pid: int, field: str = "VmRSS") -> int:
+    """Bytes of ``field`` (VmRSS now, VmHWM peak since the last ``reset_peak``) of process ``pid``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no {field} for {pid}")
+
+
+def reset_peak(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+
+
+def big_png(side: int = 6000) -> bytes:
+    """A 36 Mpx PNG that compresses to ~100 KB (a few flat regions), as in the report."""
+    small = np.random.default_rng(3).integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    image = Image.fromarray(small).resize((side, side), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def post(url: str, body: bytes, fmt: str = "png") -> int:
+    answer = httpx.post(
+        f"{url}/v1/segment?format={fmt}", content=body, headers={"Content-Type": "image/png"}, timeout=300
+    )
+    assert answer.status_code == 200, answer.text
+    return len(answer.content)
+
+
+@pytest.fixture(scope="module")
+def server(random_b0_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Served:
+    served = Served(
+        tmp_path_factory.mktemp("memory"), "--model", str(random_b0_onnx), "--request-timeout-ms", "300000"
+    )
+    served.wait_ready()
+    yield served
+    assert served.stop() == 0, served.log_tail()
+
+
+def _settle(pid: int, target: int, seconds: float = 5.0) -> int:
+    end = time.monotonic() + seconds
+    while rss(pid) > target and time.monotonic() < end:
+        time.sleep(0.1)
+    return rss(pid)
+
+
+def test_a_36_megapixel_png_is_bounded_and_given_back(server: Served) -> None:
+    pid, body = server.proc.pid, big_png()
+    assert len(body) < 400_000
+    post(server.url, image_bytes(256, 256))  # warm paths
+    before = rss(pid)
+    for fmt in ("png", "overlay", "json"):
+        reset_peak(pid)
+        post(server.url, body, fmt)
+        peak = rss(pid, "VmHWM")
+        assert peak <= 1200 * MB, f"{fmt}: peak RSS {peak / MB:.0f} MB"
+        after = _settle(pid, int(before * 1.10))
+        assert after <= before * 1.10, f"{fmt}: RSS {before / MB:.0f} -> {after / MB:.0f} MB 5 s later"
+
+
+def test_three_at_once_stay_under_2_gb(server: Served) -> None:
+    """Peak under 2 GB; what stays afterwards is the session arena sized for the two lanes running side
+    by side (once, at the inference size), not the images: a second round adds nothing."""
+    pid, body = server.proc.pid, big_png()
+    settled = []
+    for _ in range(2):
+        reset_peak(pid)
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(lambda _: post(server.url, body), range(3)))
+        peak = rss(pid, "VmHWM")
+        assert peak <= 2048 * MB, f"peak RSS {peak / MB:.0f} MB for three 36 Mpx images at once"
+        time.sleep(2)
+        settled.append(rss(pid))
+    assert settled[1] <= settled[0] * 1.10, f"RSS after each round: {[s // MB for s in settled]} MB"
+
+
+def test_many_sizes_do_not_grow_memory(server: Served) -> None:
+    pid = server.proc.pid
+    rng = np.random.default_rng(5)
+    sizes = [(int(rng.integers(32, 1601)), int(rng.integers(32, 1601))) for _ in range(120)]
+    samples = []
+    for index, (height, width) in enumerate(sizes):
+        post(server.url, image_bytes(height, width, "PNG", seed=index))
+        samples.append(rss(pid))
+    settled, last = np.median(samples[30:60]), np.median(samples[-30:])
+    assert last <= settled * 1.10, f"RSS grew from {settled / MB:.0f} to {last / MB:.0f} MB over varied sizes"
