@@ -16,11 +16,14 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from server.dataplane import DataPlane
+from server.grpc.descriptors import merged_pool
+from server.grpc.gen import grpc_service_pb2, grpc_service_pb2_grpc
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
+from server.grpc.inference import InferenceServicer
 from server.grpc.servicer import SegmentationServicer
 from server.settings import Settings
 
@@ -31,6 +34,7 @@ HEALTH_POLL_S = 0.05
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+INFERENCE_SERVICE_NAME = grpc_service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 SERVER_SERVICES = ("", SERVICE_NAME)
 
 
@@ -134,8 +138,11 @@ class GrpcServer:
         )
         self.health = ReadinessHealth(dataplane)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        names = (SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME)
-        reflection.enable_server_reflection(names, self.server)
+        inference = InferenceServicer(dataplane, settings)  # the Open Inference Protocol (server/v2)
+        grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(inference, self.server)
+        names = (SERVICE_NAME, INFERENCE_SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME)
+        files = (pb.DESCRIPTOR, grpc_service_pb2.DESCRIPTOR, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR)
+        reflection.enable_server_reflection(names, self.server, pool=merged_pool(*files))
         address = _address(settings.host, settings.grpc_port)
         self.port = self.server.add_insecure_port(address)
         if not self.port:

@@ -87,7 +87,7 @@ class RequestMetrics:
 
 def build_rest_app(dataplane: DataPlane, settings: Settings) -> FastAPI:
     """The FastAPI app; ``dataplane`` and ``settings`` are put on ``app.state`` for the routes."""
-    from server.rest import admin, demo, routes
+    from server.rest import admin, demo, routes, v2
 
     app = FastAPI(
         title="segformer-serve",
@@ -99,6 +99,7 @@ def build_rest_app(dataplane: DataPlane, settings: Settings) -> FastAPI:
     app.state.admin_token = settings.admin_secret()
     app.include_router(routes.router)
     app.include_router(admin.router)
+    app.include_router(v2.router)  # the Open Inference Protocol; renders its own errors ({"error"})
     if settings.demo:
         app.include_router(demo.router)
     app.add_exception_handler(ServeError, _serve_error)

@@ -1,4 +1,4 @@
-"""The descriptor pool of the generated ``inference`` package (scripts/gen_proto.py). Do not edit."""
+"""The private descriptor pool of package ``inference`` (scripts/gen_proto.py)."""
 
 from google.protobuf import descriptor_pool
 

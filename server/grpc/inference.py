@@ -1,0 +1,206 @@
+"""``inference.GRPCInferenceService``: the Open Inference Protocol over gRPC (with Triton's ModelConfig
+and ModelStreamInfer), translating protos to ``server.v2`` and back; the work is ``V2Service``'s.
+
+Outputs go in ``raw_output_contents`` (what tritonclient reads). Errors map through the one
+``ServeError`` → status table (``server/grpc/convert.py``); a failed stream request gets
+``error_message`` and the stream goes on. A stream keeps up to ``stream_max_inflight`` requests in the
+data plane at once and answers them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf import json_format
+
+from server import errors, metrics
+from server.errors import ServeError
+from server.grpc import convert
+from server.grpc.gen import grpc_service_pb2 as pb
+from server.grpc.gen import grpc_service_pb2_grpc as pb_grpc
+from server.settings import Settings
+from server.v2 import tensors
+from server.v2.service import InferResult, V2Service
+
+log = logging.getLogger("segformer.grpc")
+TRANSPORT = "grpc"
+METHOD = "/inference.GRPCInferenceService/"
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+
+
+def parameters(entries: Any) -> dict[str, Any]:
+    """A ``map<string, InferParameter>`` as plain values."""
+    values = {}
+    for key, param in entries.items():
+        which = param.WhichOneof("parameter_choice")
+        values[key] = getattr(param, which) if which else None
+    return values
+
+
+def infer_request(request: pb.ModelInferRequest) -> tensors.InferRequest:
+    raw = list(request.raw_input_contents)
+    if raw and len(raw) != len(request.inputs):
+        raise errors.invalid_argument(
+            f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} inputs"
+        )
+    converted = tensors.InferRequest(
+        request.model_name, request.model_version, request.id, parameters=parameters(request.parameters)
+    )
+    for index, item in enumerate(request.inputs):
+        tensor = tensors.InputTensor(item.name, item.datatype, list(item.shape))
+        if raw:
+            tensor.raw = raw[index]
+        elif item.datatype == tensors.BYTES:
+            tensor.elements = list(item.contents.bytes_contents)
+        else:
+            tensor.array = np.asarray(item.contents.uint_contents, dtype=np.int64)
+        converted.inputs.append(tensor)
+    converted.outputs = [tensors.RequestedOutput(o.name) for o in request.outputs]
+    return converted
+
+
+def infer_response(result: InferResult) -> pb.ModelInferResponse:
+    response = pb.ModelInferResponse(model_name=result.model, model_version=result.version, id=result.id)
+    for tensor in result.outputs:
+        response.outputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
+        response.raw_output_contents.append(tensor.raw)
+    return response
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, dataplane: Any, settings: Settings) -> None:
+        self._service = V2Service(dataplane, settings)
+        self._inflight = settings.stream_max_inflight
+
+    async def _call(
+        self, name: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """Run ``work``; record the call; abort with the mapped status on a ``ServeError``."""
+        start = time.perf_counter()
+        try:
+            response = await work()
+        except ServeError as err:
+            failure = err
+        except asyncio.CancelledError:
+            metrics.observe_request(TRANSPORT, METHOD + name, 499, time.perf_counter() - start)
+            raise
+        except Exception as exc:
+            log.exception("%s failed", name)
+            failure = errors.internal(f"{type(exc).__name__}: {exc}")
+        else:
+            metrics.observe_request(TRANSPORT, METHOD + name, 200, time.perf_counter() - start)
+            return response
+        metrics.observe_request(TRANSPORT, METHOD + name, failure.status, time.perf_counter() - start)
+        metrics.observe_error(TRANSPORT, failure.error)
+        context.set_trailing_metadata(convert.error_trailers(failure))
+        await context.abort(convert.grpc_code(failure), failure.detail)
+
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self._service.server_ready())
+
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
+        async def work() -> pb.ModelReadyResponse:
+            return pb.ModelReadyResponse(ready=self._service.model_ready(request.name, request.version))
+
+        return await self._call("ModelReady", context, work)
+
+    async def ServerMetadata(self, request: Any, context: Any) -> pb.ServerMetadataResponse:
+        return json_format.ParseDict(self._service.server_metadata(), pb.ServerMetadataResponse())
+
+    async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> pb.ModelMetadataResponse:
+        async def work() -> pb.ModelMetadataResponse:
+            body = self._service.model_metadata(request.name, request.version)
+            return json_format.ParseDict(body, pb.ModelMetadataResponse())
+
+        return await self._call("ModelMetadata", context, work)
+
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: Any) -> pb.ModelConfigResponse:
+        async def work() -> pb.ModelConfigResponse:
+            body = self._service.model_config(request.name, request.version)
+            return json_format.ParseDict({"config": body}, pb.ModelConfigResponse())
+
+        return await self._call("ModelConfig", context, work)
+
+    async def _infer(self, request: pb.ModelInferRequest, time_remaining: float | None, name: str) -> Any:
+        deadline = time.monotonic() + time_remaining if time_remaining is not None else None
+        result = await self._service.infer(infer_request(request), TRANSPORT, METHOD + name, deadline)
+        return await asyncio.to_thread(infer_response, result)
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
+        return await self._call(
+            "ModelInfer", context, lambda: self._infer(request, context.time_remaining(), "ModelInfer")
+        )
+
+    async def _stream_one(self, request: pb.ModelInferRequest, remaining: float | None) -> Any:
+        """One stream request: a response either way (errors in ``error_message``); raises only cancel."""
+        start, endpoint = time.perf_counter(), METHOD + "ModelStreamInfer"
+        try:
+            response = await self._infer(request, remaining, "ModelStreamInfer")
+        except ServeError as err:
+            failure = err
+        except asyncio.CancelledError:
+            metrics.observe_request(TRANSPORT, endpoint, 499, time.perf_counter() - start)
+            raise
+        except Exception as exc:  # one request must not take the stream down
+            log.exception("stream request %r failed", request.id)
+            failure = errors.internal(f"{type(exc).__name__}: {exc}")
+        else:
+            metrics.observe_request(TRANSPORT, endpoint, 200, time.perf_counter() - start)
+            return pb.ModelStreamInferResponse(infer_response=response)
+        metrics.observe_request(TRANSPORT, endpoint, failure.status, time.perf_counter() - start)
+        metrics.observe_error(TRANSPORT, failure.error)
+        echo = pb.ModelInferResponse(
+            model_name=request.model_name, model_version=request.model_version, id=request.id
+        )
+        return pb.ModelStreamInferResponse(error_message=failure.detail, infer_response=echo)
+
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Any
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        slots = asyncio.Semaphore(self._inflight)
+        pending: asyncio.Queue[asyncio.Task[Any] | None] = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                iterator = aiter(request_iterator)
+                while True:
+                    await slots.acquire()
+                    try:
+                        request = await anext(iterator)
+                    except StopAsyncIteration:
+                        return
+                    work = self._stream_one(request, context.time_remaining())
+                    pending.put_nowait(asyncio.create_task(work))
+            finally:
+                pending.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (task := await pending.get()) is not None:
+                yield await task
+                slots.release()
+            await reader
+        finally:
+            reader.cancel()
+            tasks = [t for t in _drain(pending) if t is not None]
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.gather(reader, *tasks, return_exceptions=True)
+
+
+def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items

@@ -1,0 +1,180 @@
+"""The Open Inference Protocol's operations over the data plane, for both transports.
+
+``infer`` sends every element of the request to ``DataPlane.segment`` at once (so they batch with each
+other and with every other request), then encodes the requested outputs off the event loop. Metadata and
+the Triton model configuration are plain dicts: REST answers them as JSON, gRPC parses them into protos.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import numpy as np
+
+from server import errors
+from server.errors import ServeError
+from server.settings import Settings
+from server.v2 import models, tensors
+from server.v2.tensors import InferRequest, OutputTensor, RequestedOutput
+
+SERVER_NAME = "segformer-serve"
+EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+PLATFORM = "onnxruntime_onnx"
+CONFIG_TYPES = {"BYTES": "TYPE_STRING", "UINT8": "TYPE_UINT8", "UINT16": "TYPE_UINT16"}
+
+
+@dataclass
+class InferResult:
+    model: str
+    version: str
+    id: str
+    outputs: list[OutputTensor]
+    requested: list[RequestedOutput]
+
+
+def server_version() -> str:
+    try:
+        return version(SERVER_NAME)
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0"
+
+
+def _mask_datatype(description: Any) -> str:
+    return "UINT16" if "16" in str(description.mask_dtype) else "UINT8"
+
+
+def _tensor_specs(description: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    inputs = [{"name": n, "datatype": t, "shape": s} for n, (t, s) in tensors.INPUTS.items()]
+    outputs = [{"name": n, "datatype": t, "shape": s} for n, (t, s) in tensors.OUTPUTS.items()]
+    outputs[0]["datatype"] = _mask_datatype(description)
+    return inputs, outputs
+
+
+class V2Service:
+    def __init__(self, dataplane: Any, settings: Settings) -> None:
+        self.plane = dataplane
+        self.settings = settings
+
+    def server_ready(self) -> bool:
+        return models.plane_ready(self.plane)
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": server_version(), "extensions": EXTENSIONS}
+
+    def model_ready(self, name: str, version: str = "") -> bool:
+        return models.is_ready(self.plane, name, version)
+
+    def model_metadata(self, name: str, version: str = "") -> dict[str, Any]:
+        name, served = models.resolve(self.plane, name, version)
+        description = models.describe(self.plane, name)
+        inputs, outputs = _tensor_specs(description)
+        return {
+            "name": name,
+            "versions": [str(served)],
+            "platform": PLATFORM,
+            "inputs": inputs,
+            "outputs": outputs,
+        }
+
+    def model_config(self, name: str, version: str = "") -> dict[str, Any]:
+        """Triton's model configuration (its JSON form): what perf_analyzer and tritonclient read."""
+        name, _ = models.resolve(self.plane, name, version)
+        d = models.describe(self.plane, name)
+        inputs, outputs = _tensor_specs(d)
+        on_gpu = any("CUDA" in p or "Tensorrt" in p for p in d.providers)
+        return {
+            "name": name,
+            "platform": PLATFORM,
+            "backend": "onnxruntime",
+            "max_batch_size": 0,  # shapes carry their own N; the server batches elements itself
+            "input": [
+                {
+                    "name": t["name"],
+                    "data_type": CONFIG_TYPES[t["datatype"]],
+                    "format": "FORMAT_NHWC" if t["name"] == "pixels" else "FORMAT_NONE",
+                    "dims": t["shape"],
+                    "optional": True,  # exactly one of the two
+                }
+                for t in inputs
+            ],
+            "output": [
+                {"name": t["name"], "data_type": CONFIG_TYPES[t["datatype"]], "dims": t["shape"]}
+                for t in outputs
+            ],
+            "instance_group": [
+                {"name": name, "kind": "KIND_GPU" if on_gpu else "KIND_CPU", "count": d.batching.sessions}
+            ],
+        }
+
+    async def infer(
+        self, request: InferRequest, transport: str, endpoint: str, deadline: float | None = None
+    ) -> InferResult:
+        """Run a request; raises ``ServeError`` (transports render it)."""
+        start = time.monotonic()
+        name, served = models.resolve(self.plane, request.model, request.version)
+        if not models.plane_ready(self.plane, name):
+            raise errors.not_ready()
+        images = tensors.images(request.inputs)
+        requested = tensors.check_outputs(request.outputs)
+        deadline = _deadline(request.parameters, deadline, start)
+        mode = request.parameters.get("mode")
+        if mode is not None and not isinstance(mode, str):
+            raise errors.invalid_argument(f"parameter 'mode' is a string (resize or native), got {mode!r}")
+        if isinstance(images, np.ndarray):
+            self._check_pixels(images)
+        common = {"model": name, "mode": mode, "deadline": deadline}
+        common |= {"transport": transport, "endpoint": endpoint}
+        if isinstance(images, np.ndarray):
+            calls = [models.segment_request(pixels=p, **common) for p in images]
+        else:
+            calls = [models.segment_request(image=i, **common) for i in images]
+        results = await _all([self.plane.segment(c) for c in calls])
+        outputs = await asyncio.to_thread(tensors.build_outputs, results, requested)
+        return InferResult(name, str(served), request.id, outputs, requested)
+
+    def _check_pixels(self, pixels: np.ndarray) -> None:
+        s = self.settings
+        _, height, width, _ = pixels.shape
+        if max(height, width) > s.max_image_side or height * width > s.max_image_pixels:
+            raise errors.image_too_large(
+                f"image is {width}x{height}; the limits are {s.max_image_side} pixels per side and "
+                f"{s.max_image_pixels} pixels in total"
+            )
+
+
+def _deadline(parameters: dict[str, Any], deadline: float | None, now: float) -> float | None:
+    """The earliest of the transport's deadline and the request's ``timeout`` parameter (microseconds)."""
+    timeout = parameters.get("timeout")
+    if timeout is None:
+        return deadline
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        raise errors.invalid_argument(
+            f"parameter 'timeout' is a positive number of microseconds, got {timeout!r}"
+        )
+    mine = now + timeout / 1e6
+    return mine if deadline is None else min(deadline, mine)
+
+
+def _failed_with(task: asyncio.Future[Any], err: BaseException) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is err
+
+
+async def _all(calls: list[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """Await every call concurrently; on the first failure cancel the rest and raise it (named by element)."""
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except ServeError as err:
+        if len(tasks) == 1:
+            raise
+        index = next(i for i, t in enumerate(tasks) if _failed_with(t, err))
+        raise ServeError(err.status, err.error, f"element {index}: {err.detail}", err.retry_after) from None
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
