@@ -9,7 +9,10 @@ export SEGFORMER_TEST_SHARED
 SEGFORMER_MODEL ?= nvidia/segformer-b0-finetuned-ade-512-512
 export SEGFORMER_MODEL
 
-.PHONY: serve test lint proto bench clean container-smoke gpu-prepare gpu-dry-run deploy-check
+.PHONY: serve test lint proto bench clean container-smoke gpu-prepare gpu-dry-run deploy-check perf-analyzer
+# Triton's perf_analyzer (tests/v2, make bench): PyPI's manylinux_2_38 wheel, plus Debian 13's glibc when
+# this system's is older (bench/perf_analyzer.py; nothing installed system-wide)
+PERF_ANALYZER := .cache/perf_analyzer/pkg/perf_analyzer/bin/perf_analyzer
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +24,13 @@ $(VENV)/.installed: pyproject.toml
 serve: $(VENV)/.installed
 	$(VENV)/bin/segformer-serve --model "$(SEGFORMER_MODEL)"
 
+$(PERF_ANALYZER): $(VENV)/.installed
+	$(PY) -m bench.perf_analyzer --install
+
+perf-analyzer: $(PERF_ANALYZER)
+
 # Installs, lints, checks the generated gRPC code is fresh, runs the whole test suite.
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(PERF_ANALYZER)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest
@@ -45,7 +53,7 @@ deploy-check: $(VENV)/.installed
 
 # Side by side: our server vs raw ONNX Runtime, transformers and PyTriton → docs/benchmarks/ (~8 min on 2 cores).
 SEGFORMER_BENCH_SHARED ?= $(SEGFORMER_TEST_SHARED)
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed $(PERF_ANALYZER)
 	SEGFORMER_BENCH_SHARED="$(SEGFORMER_BENCH_SHARED)" $(PY) -m bench --triton $(BENCH_ARGS)
 
 # What a lent GPU machine needs for `python -m bench.gpu` (docs/benchmarks/GPU.md): the onnxruntime-gpu

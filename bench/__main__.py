@@ -39,6 +39,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--baseline-duration", type=float, default=8.0, help="seconds per in-process baseline")
     p.add_argument("--triton", action="store_true", help="also measure PyTriton (creates its venv once)")
     p.add_argument("--no-hf", action="store_true", help="skip the transformers baseline")
+    p.add_argument("--no-perf-analyzer", action="store_true", help="skip the perf_analyzer (v2) runs")
     p.add_argument("--upsample", choices=["topk", "full"], default="topk", help="the served graph's mode")
     p.add_argument("--no-compare", action="store_true", help="skip measuring the other upsample mode")
     p.add_argument("--fresh", action="store_true", help="re-export the graphs even if cached")
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         upsample=args.upsample,
         compare=not args.no_compare,
         hf=not args.no_hf,
+        perf_analyzer=not args.no_perf_analyzer,
         fresh=args.fresh,
         server_args=args.server_arg,
     )

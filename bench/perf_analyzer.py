@@ -109,8 +109,8 @@ def install(dest: Path = DEFAULT_DIR) -> list[str]:
     return argv
 
 
-def input_data(images: list[bytes], path: Path) -> Path:
-    """perf_analyzer's ``--input-data`` file: one request per image, input ``image`` BYTES ``[1]``.
+def input_data(images: list[bytes], path: Path, name: str = "image") -> Path:
+    """perf_analyzer's ``--input-data`` file: one request per image, input ``name`` BYTES ``[1]``.
 
     A ``b64`` content is the tensor's raw bytes, so each holds the serialized BYTES element (4-byte
     little-endian length, then the encoded image).
@@ -124,6 +124,7 @@ def input_data(images: list[bytes], path: Path) -> Path:
         }
         for i in images
     ]
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"data": rows}))
     return path
 
@@ -138,12 +139,14 @@ def run(
     requests: int = 8,
     streaming: bool = False,
     timeout_s: float = 300.0,
+    input_name: str = "image",
+    system: str | None = None,
 ) -> dict[str, Any]:
     """One perf_analyzer run at ``concurrency`` over ``requests`` requests; a bench result row."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.csv"
         cmd = [*argv, "-m", model, "-u", url, "-i", protocol, "--input-data", str(data)]
-        cmd += ["--shape", "image:1", "--concurrency-range", f"{concurrency}:{concurrency}"]
+        cmd += ["--shape", f"{input_name}:1", "--concurrency-range", f"{concurrency}:{concurrency}"]
         cmd += ["--request-count", str(requests), "--warmup-request-count", str(concurrency)]
         cmd += ["-f", str(report), *(["--streaming"] if streaming else [])]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
@@ -155,7 +158,7 @@ def run(
             row = next(csv.DictReader(sheet))
     kind = "grpc-stream" if streaming else protocol
     return {
-        "system": f"perf_analyzer-{kind}",
+        "system": system or f"perf_analyzer-{kind}",
         "concurrency": concurrency,
         "images_per_s": float(row["Inferences/Second"]),
         "p50_ms": float(row["p50 latency"]) / 1000,

@@ -41,6 +41,11 @@ DESCRIPTIONS = {
     "pytriton": "PyTriton 0.7.0 (Triton 2.51 core) serving the same graph, JPEG → PNG, one ORT session "
     "behind Triton's dynamic batcher as the issue's anchor ran it (max batch 4, 10 ms queue delay)",
     "pytriton-b1": "the same PyTriton with batching off (max batch 1): its best setting on this CPU",
+    "perf_analyzer-grpc": "Triton's perf_analyzer (2.60) against segformer-serve over the Open Inference "
+    "Protocol, gRPC `ModelInfer` (JPEG as BYTES `image` [1]; all three outputs: mask, mask_png, classes)",
+    "perf_analyzer-grpc-stream": "the same over gRPC `ModelStreamInfer` (perf_analyzer --streaming)",
+    "perf_analyzer-http": "the same over REST `POST /v2/models/{name}/infer` (binary tensor data)",
+    "perf_analyzer-pytriton-http": "perf_analyzer against the PyTriton anchor over its REST v2 endpoint",
 }
 
 

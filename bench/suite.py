@@ -11,12 +11,14 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import write_json
+from bench import perf_analyzer as pa
+from bench.common import load_images, write_json
 from bench.servers import ROOT, export_graph, start_server
 from bench.triton_env import ensure_venv, start_triton
 
@@ -46,6 +48,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
     duel: dict[str, Any] | None = None  # c=1 latency, server vs session.run interleaved (bench.duel)
+    perf_analyzer: bool = True  # also measure with Triton's perf_analyzer over the v2 protocol
 
     def record(self, result: dict[str, Any]) -> None:
         self.results.append(result)
@@ -140,6 +143,34 @@ def serve_phase(plan: Plan, graph: Path, suffix: str = "") -> None:
         server.stop()
 
 
+def _model_name(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/v1/model", timeout=10) as answer:
+        return str(json.load(answer)["name"])
+
+
+def analyzer_phase(plan: Plan, graph: Path) -> None:
+    """perf_analyzer against our server over the v2 protocol: gRPC, gRPC streaming and REST."""
+    argv = pa.install()
+    data = pa.input_data(load_images(plan.images), plan.work / "perf_analyzer.json")
+    server = start_server(graph, plan.work / "server", plan.threads, plan.server_args)
+    try:
+        model, rest = _model_name(server.url), server.url.removeprefix("http://")
+        for protocol, url, streaming in [
+            ("grpc", server.grpc_target, False),
+            ("grpc", server.grpc_target, True),
+            ("http", rest, False),
+        ]:
+            for c in plan.concurrency[:2]:
+                plan.record(pa.run(argv, url, protocol, model, data, c, _requests(plan, c), streaming))
+    finally:
+        server.stop()
+
+
+def _requests(plan: Plan, concurrency: int) -> int:
+    """Requests per perf_analyzer run: about as many as a load-generator window answers on this CPU."""
+    return max(12, int(plan.duration * 2) * concurrency)
+
+
 def triton_phase(plan: Plan, graph: Path, system: str, max_batch: int, delay_us: int) -> None:
     python = ensure_venv(plan.triton_venv)
     workdir = plan.work / "triton"
@@ -147,6 +178,23 @@ def triton_phase(plan: Plan, graph: Path, system: str, max_batch: int, delay_us:
     try:
         for c in plan.concurrency:
             load(plan, "triton", triton.url, triton.process.pid, system, c)
+        if plan.perf_analyzer and max_batch == TRITON_CONFIGS[0][1]:  # the anchor, as perf_analyzer sees it
+            with phase(plan, f"perf_analyzer on {system}"):
+                data = pa.input_data(load_images(plan.images), workdir / "pa.json", name="image_bytes")
+                address = triton.url.removeprefix("http://")
+                for c in plan.concurrency[:2]:
+                    row = pa.run(
+                        pa.install(),
+                        address,
+                        "http",
+                        "segformer",
+                        data,
+                        c,
+                        _requests(plan, c),
+                        input_name="image_bytes",
+                        system=f"perf_analyzer-{system}-http",
+                    )
+                    plan.record(row)
     finally:
         triton.stop()
 
@@ -188,6 +236,9 @@ def run(plan: Plan) -> Plan:
     if "compare" in g:
         with phase(plan, f"segformer-serve{other}"):
             serve_phase(plan, g["compare"], other)
+    if plan.perf_analyzer:
+        with phase(plan, "perf_analyzer"):
+            analyzer_phase(plan, g["main"])
     if plan.triton:
         for system, max_batch, delay_us in TRITON_CONFIGS:
             with phase(plan, system):
