@@ -122,3 +122,9 @@ async def model_infer(
         return Response(content, media_type="application/json", headers=timing)
     headers = {HEADER: str(header), **timing}
     return Response(content, media_type="application/octet-stream", headers=headers)
+
+
+@router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False)
+async def unknown_endpoint(path: str) -> None:
+    """Anything else under ``/v2`` (Triton's repository, statistics, shared memory...): 404 ``{"error"}``."""
+    raise ServeError(404, "not_found", f"no endpoint /v2/{path} (segformer-serve serves docs/v2.md's)")

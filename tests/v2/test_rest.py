@@ -168,7 +168,12 @@ def test_binary_size_mismatch_and_the_server_keeps_serving(
         live, INFER, head + b"\x04\x00\x00\x00abcd", {"Inference-Header-Content-Length": str(len(head))}
     )
     assert answer.status_code == 400 and "binary_data_size 100" in answer.json()["error"]
-    for path in ("/v2/models/nope", f"/v2/models/{MODEL}/versions/2/ready", "/v2/models/nope/config"):
+    for path in (
+        "/v2/models/nope",
+        f"/v2/models/{MODEL}/versions/2/ready",
+        "/v2/models/nope/config",
+        f"/v2/models/{MODEL}/stats",
+    ):
         missing = httpx.get(f"{live.rest_url}{path}")
         assert missing.status_code == 404 and set(missing.json()) == {"error"}
     with pytest.raises(InferenceServerException, match="differ in size"):
