@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -80,7 +81,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._inflight = settings.stream_max_inflight
 
     async def _call(
-        self, name: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[Any]]
+        self, name: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[Any]], model: str
     ) -> Any:
         """Run ``work``; record the call; abort with the mapped status on a ``ServeError``."""
         start = time.perf_counter()
@@ -89,15 +90,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except ServeError as err:
             failure = err
         except asyncio.CancelledError:
-            metrics.observe_request(TRANSPORT, METHOD + name, 499, time.perf_counter() - start)
+            metrics.observe_request(TRANSPORT, METHOD + name, 499, time.perf_counter() - start, model)
             raise
         except Exception as exc:
             log.exception("%s failed", name)
             failure = errors.internal(f"{type(exc).__name__}: {exc}")
         else:
-            metrics.observe_request(TRANSPORT, METHOD + name, 200, time.perf_counter() - start)
+            metrics.observe_request(TRANSPORT, METHOD + name, 200, time.perf_counter() - start, model)
             return response
-        metrics.observe_request(TRANSPORT, METHOD + name, failure.status, time.perf_counter() - start)
+        metrics.observe_request(TRANSPORT, METHOD + name, failure.status, time.perf_counter() - start, model)
         metrics.observe_error(TRANSPORT, failure.error)
         context.set_trailing_metadata(convert.error_trailers(failure))
         await context.abort(convert.grpc_code(failure), failure.detail)
@@ -112,7 +113,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         async def work() -> pb.ModelReadyResponse:
             return pb.ModelReadyResponse(ready=self._service.model_ready(request.name, request.version))
 
-        return await self._call("ModelReady", context, work)
+        return await self._call("ModelReady", context, work, request.name)
 
     async def ServerMetadata(self, request: Any, context: Any) -> pb.ServerMetadataResponse:
         return json_format.ParseDict(self._service.server_metadata(), pb.ServerMetadataResponse())
@@ -122,14 +123,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             body = self._service.model_metadata(request.name, request.version)
             return json_format.ParseDict(body, pb.ModelMetadataResponse())
 
-        return await self._call("ModelMetadata", context, work)
+        return await self._call("ModelMetadata", context, work, request.name)
 
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: Any) -> pb.ModelConfigResponse:
         async def work() -> pb.ModelConfigResponse:
             body = self._service.model_config(request.name, request.version)
             return json_format.ParseDict({"config": body}, pb.ModelConfigResponse())
 
-        return await self._call("ModelConfig", context, work)
+        return await self._call("ModelConfig", context, work, request.name)
 
     async def _infer(self, request: pb.ModelInferRequest, time_remaining: float | None, name: str) -> Any:
         deadline = time.monotonic() + time_remaining if time_remaining is not None else None
@@ -137,9 +138,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return await asyncio.to_thread(infer_response, result)
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
-        return await self._call(
-            "ModelInfer", context, lambda: self._infer(request, context.time_remaining(), "ModelInfer")
-        )
+        remaining = context.time_remaining()
+        work = functools.partial(self._infer, request, remaining, "ModelInfer")
+        return await self._call("ModelInfer", context, work, request.model_name)
 
     async def _stream_one(self, request: pb.ModelInferRequest, remaining: float | None) -> Any:
         """One stream request: a response either way (errors in ``error_message``); raises only cancel."""
@@ -149,15 +150,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except ServeError as err:
             failure = err
         except asyncio.CancelledError:
-            metrics.observe_request(TRANSPORT, endpoint, 499, time.perf_counter() - start)
+            metrics.observe_request(TRANSPORT, endpoint, 499, time.perf_counter() - start, request.model_name)
             raise
         except Exception as exc:  # one request must not take the stream down
             log.exception("stream request %r failed", request.id)
             failure = errors.internal(f"{type(exc).__name__}: {exc}")
         else:
-            metrics.observe_request(TRANSPORT, endpoint, 200, time.perf_counter() - start)
+            metrics.observe_request(TRANSPORT, endpoint, 200, time.perf_counter() - start, request.model_name)
             return pb.ModelStreamInferResponse(infer_response=response)
-        metrics.observe_request(TRANSPORT, endpoint, failure.status, time.perf_counter() - start)
+        metrics.observe_request(
+            TRANSPORT, endpoint, failure.status, time.perf_counter() - start, request.model_name
+        )
         metrics.observe_error(TRANSPORT, failure.error)
         echo = pb.ModelInferResponse(
             model_name=request.model_name, model_version=request.model_version, id=request.id

@@ -22,6 +22,7 @@ from server import errors, metrics
 from server.errors import ServeError
 from server.rest.body import read_limited
 from server.rest.v2_body import HEADER, parse_infer, render_infer
+from server.v2 import models
 from server.v2.service import V2Service
 
 TRANSPORT = "rest"
@@ -112,10 +113,12 @@ async def model_infer(
     """Inference: JSON tensors, or a JSON header followed by binary tensor data."""
     start = time.monotonic()
     settings = request.app.state.settings
+    service = _service(request)
+    request.state.model, _ = models.resolve(service.plane, model_name, model_version)  # 404 before the body
     body = await read_limited(request, settings.max_body_bytes)
     parsed = parse_infer(body, inference_header_content_length, model_name, model_version)
     endpoint = request.scope["route"].path if "route" in request.scope else "/v2/models/{model_name}/infer"
-    result = await _service(request).infer(parsed, TRANSPORT, endpoint, deadline=None)
+    result = await service.infer(parsed, TRANSPORT, endpoint, deadline=None)
     content, header = await asyncio.to_thread(render_infer, result, parsed.parameters)
     timing = {"Server-Timing": f"total;dur={(time.monotonic() - start) * 1000:.2f}"}
     if header is None:

@@ -19,6 +19,7 @@ import numpy as np
 from server import errors
 from server.errors import ServeError
 from server.settings import Settings
+from server.types import SegmentRequest
 from server.v2 import models, tensors
 from server.v2.tensors import InferRequest, OutputTensor, RequestedOutput
 
@@ -61,7 +62,7 @@ class V2Service:
         self.settings = settings
 
     def server_ready(self) -> bool:
-        return models.plane_ready(self.plane)
+        return bool(self.plane.is_ready(None))
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": SERVER_NAME, "version": server_version(), "extensions": EXTENSIONS}
@@ -71,7 +72,7 @@ class V2Service:
 
     def model_metadata(self, name: str, version: str = "") -> dict[str, Any]:
         name, served = models.resolve(self.plane, name, version)
-        description = models.describe(self.plane, name)
+        description = self.plane.describe(name)
         inputs, outputs = _tensor_specs(description)
         return {
             "name": name,
@@ -84,7 +85,7 @@ class V2Service:
     def model_config(self, name: str, version: str = "") -> dict[str, Any]:
         """Triton's model configuration (its JSON form): what perf_analyzer and tritonclient read."""
         name, _ = models.resolve(self.plane, name, version)
-        d = models.describe(self.plane, name)
+        d = self.plane.describe(name)
         inputs, outputs = _tensor_specs(d)
         on_gpu = any("CUDA" in p or "Tensorrt" in p for p in d.providers)
         return {
@@ -117,34 +118,21 @@ class V2Service:
         """Run a request; raises ``ServeError`` (transports render it)."""
         start = time.monotonic()
         name, served = models.resolve(self.plane, request.model, request.version)
-        if not models.plane_ready(self.plane, name):
-            raise errors.not_ready()
         images = tensors.images(request.inputs)
         requested = tensors.check_outputs(request.outputs)
         deadline = _deadline(request.parameters, deadline, start)
         mode = request.parameters.get("mode")
         if mode is not None and not isinstance(mode, str):
             raise errors.invalid_argument(f"parameter 'mode' is a string (resize or native), got {mode!r}")
-        if isinstance(images, np.ndarray):
-            self._check_pixels(images)
         common = {"model": name, "mode": mode, "deadline": deadline}
         common |= {"transport": transport, "endpoint": endpoint}
         if isinstance(images, np.ndarray):
-            calls = [models.segment_request(pixels=p, **common) for p in images]
+            calls = [SegmentRequest(pixels=p, **common) for p in images]
         else:
-            calls = [models.segment_request(image=i, **common) for i in images]
+            calls = [SegmentRequest(image=i, **common) for i in images]
         results = await _all([self.plane.segment(c) for c in calls])
         outputs = await asyncio.to_thread(tensors.build_outputs, results, requested)
         return InferResult(name, str(served), request.id, outputs, requested)
-
-    def _check_pixels(self, pixels: np.ndarray) -> None:
-        s = self.settings
-        _, height, width, _ = pixels.shape
-        if max(height, width) > s.max_image_side or height * width > s.max_image_pixels:
-            raise errors.image_too_large(
-                f"image is {width}x{height}; the limits are {s.max_image_side} pixels per side and "
-                f"{s.max_image_pixels} pixels in total"
-            )
 
 
 def _deadline(parameters: dict[str, Any], deadline: float | None, now: float) -> float | None:

@@ -97,7 +97,7 @@ def test_stream_of_50_frames_is_answered_completely_in_order(
         (MODEL, "", ("image", [1], "UINT8"), ["mask"], grpc.StatusCode.INVALID_ARGUMENT, "datatype BYTES"),
         (MODEL, "", ("photo", [1], "BYTES"), ["mask"], grpc.StatusCode.INVALID_ARGUMENT, "unknown input"),
         (MODEL, "", ("image", [1], "BYTES"), ["logits"], grpc.StatusCode.INVALID_ARGUMENT, "unknown output"),
-        ("nope", "", ("image", [1], "BYTES"), ["mask"], grpc.StatusCode.NOT_FOUND, "unknown model"),
+        ("nope", "", ("image", [1], "BYTES"), ["mask"], grpc.StatusCode.NOT_FOUND, "no model named"),
         (MODEL, "3", ("image", [1], "BYTES"), ["mask"], grpc.StatusCode.NOT_FOUND, "no version '3'"),
     ],
 )
@@ -151,7 +151,7 @@ def test_undecodable_bytes_missing_input_and_the_server_keeps_serving(
     assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
     with pytest.raises(InferenceServerException, match="exactly one input"):
         client.infer(MODEL, [], outputs=_outputs("mask"))
-    with pytest.raises(InferenceServerException, match="unknown model") as missing:
+    with pytest.raises(InferenceServerException, match="no model named") as missing:
         client.is_model_ready("nope")
     assert missing.value.status() == "StatusCode.NOT_FOUND"
     ok = client.infer(MODEL, [_input([encode(scene(20, 20, 1))])], outputs=_outputs("mask"))

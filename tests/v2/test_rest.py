@@ -142,7 +142,7 @@ INFER = f"/v2/models/{MODEL}/infer"
         ),
         (INFER, _json_input(data=[base64.b64encode(b"not an image").decode()]), 400, "not a decodable image"),
         (INFER, b"{not json", 400, "malformed"),
-        ("/v2/models/nope/infer", _json_input(), 404, "unknown model 'nope'"),
+        ("/v2/models/nope/infer", _json_input(), 404, "no model named 'nope'"),
         (f"/v2/models/{MODEL}/versions/7/infer", _json_input(), 404, "no version '7'"),
     ],
 )
