@@ -117,7 +117,7 @@ def input_data(images: list[bytes], path: Path, name: str = "image") -> Path:
     """
     rows = [
         {
-            "image": {
+            name: {
                 "content": {"b64": base64.b64encode(struct.pack("<I", len(i)) + i).decode()},
                 "shape": [1],
             }

@@ -178,23 +178,6 @@ def triton_phase(plan: Plan, graph: Path, system: str, max_batch: int, delay_us:
     try:
         for c in plan.concurrency:
             load(plan, "triton", triton.url, triton.process.pid, system, c)
-        if plan.perf_analyzer and max_batch == TRITON_CONFIGS[0][1]:  # the anchor, as perf_analyzer sees it
-            with phase(plan, f"perf_analyzer on {system}"):
-                data = pa.input_data(load_images(plan.images), workdir / "pa.json", name="image_bytes")
-                address = triton.url.removeprefix("http://")
-                for c in plan.concurrency[:2]:
-                    row = pa.run(
-                        pa.install(),
-                        address,
-                        "http",
-                        "segformer",
-                        data,
-                        c,
-                        _requests(plan, c),
-                        input_name="image_bytes",
-                        system=f"perf_analyzer-{system}-http",
-                    )
-                    plan.record(row)
     finally:
         triton.stop()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,10 @@ def test_perf_analyzer_measures_us(
     )
     assert result["images_per_s"] > 0 and 0 < result["p50_ms"] <= result["p99_ms"]
     assert result["system"] == "perf_analyzer-" + ("grpc-stream" if streaming else protocol)
+
+
+def test_input_data_holds_serialized_bytes_elements(tmp_path: Path) -> None:
+    path = perf_analyzer.input_data([b"JPEG"], tmp_path / "d.json", name="image_bytes")
+    (row,) = json.loads(path.read_text())["data"]
+    assert row["image_bytes"]["shape"] == [1]
+    assert base64.b64decode(row["image_bytes"]["content"]["b64"]) == b"\x04\x00\x00\x00JPEG"
