@@ -141,6 +141,7 @@ def run(
     timeout_s: float = 300.0,
     input_name: str = "image",
     system: str | None = None,
+    headers: list[str] | None = None,
 ) -> dict[str, Any]:
     """One perf_analyzer run at ``concurrency`` over ``requests`` requests; a bench result row."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,6 +150,7 @@ def run(
         cmd += ["--shape", f"{input_name}:1", "--concurrency-range", f"{concurrency}:{concurrency}"]
         cmd += ["--request-count", str(requests), "--warmup-request-count", str(concurrency)]
         cmd += ["-f", str(report), *(["--streaming"] if streaming else [])]
+        cmd += [arg for header in headers or [] for arg in ("-H", header)]  # HTTP only
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
         if done.returncode != 0 or not report.exists():
             raise RuntimeError(

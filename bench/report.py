@@ -45,6 +45,8 @@ DESCRIPTIONS = {
     "Protocol, gRPC `ModelInfer` (JPEG as BYTES `image` [1]; all three outputs: mask, mask_png, classes)",
     "perf_analyzer-grpc-stream": "the same over gRPC `ModelStreamInfer` (perf_analyzer --streaming)",
     "perf_analyzer-http": "the same over REST `POST /v2/models/{name}/infer` (binary tensor data)",
+    "perf_analyzer-pytriton-http": "perf_analyzer against the PyTriton anchor over its REST v2 endpoint "
+    "(input `image_bytes`, output `mask_png`)",
 }
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from bench import perf_analyzer as pa
 from bench.common import load_images, write_json
 from bench.servers import ROOT, export_graph, start_server
-from bench.triton_env import ensure_venv, start_triton
+from bench.triton_env import ACCESS_HEADER, ensure_venv, start_triton
 
 # PyTriton as the anchor ran it (Triton's dynamic batcher, max batch 4, 10 ms queue delay), and
 # with batching off, its best setting on a CPU (batches are slower per image there: see ort-mask-b4)
@@ -171,6 +171,15 @@ def _requests(plan: Plan, concurrency: int) -> int:
     return max(12, int(plan.duration * 2) * concurrency)
 
 
+def analyzer_on_triton(plan: Plan, url: str, workdir: Path, system: str) -> None:
+    data = pa.input_data(load_images(plan.images), workdir / "perf_analyzer.json", name="image_bytes")
+    argv, address = pa.install(), url.removeprefix("http://")
+    for c in plan.concurrency[:2]:
+        name = f"perf_analyzer-{system}-http"
+        options = {"input_name": "image_bytes", "system": name, "headers": [ACCESS_HEADER]}
+        plan.record(pa.run(argv, address, "http", "segformer", data, c, _requests(plan, c), **options))
+
+
 def triton_phase(plan: Plan, graph: Path, system: str, max_batch: int, delay_us: int) -> None:
     python = ensure_venv(plan.triton_venv)
     workdir = plan.work / "triton"
@@ -178,6 +187,9 @@ def triton_phase(plan: Plan, graph: Path, system: str, max_batch: int, delay_us:
     try:
         for c in plan.concurrency:
             load(plan, "triton", triton.url, triton.process.pid, system, c)
+        if plan.perf_analyzer and max_batch == TRITON_CONFIGS[0][1]:  # the anchor, as perf_analyzer sees it
+            with phase(plan, f"perf_analyzer on {system}"):
+                analyzer_on_triton(plan, triton.url, workdir, system)
     finally:
         triton.stop()
 

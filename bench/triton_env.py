@@ -16,6 +16,9 @@ from bench.common import free_port, stop_session, wait_ready
 
 PACKAGES = ["nvidia-pytriton==0.7.0", "tritonclient[http,grpc]", "onnxruntime", "pillow"]
 SCRIPT = Path(__file__).with_name("triton_model.py")
+# PyTriton restricts Triton's statistics API (which perf_analyzer reads) to a token; the bench sets it
+ACCESS_TOKEN = "segformer-bench"
+ACCESS_HEADER = f"triton-access-token:{ACCESS_TOKEN}"
 
 
 def ensure_venv(venv: Path, python: str | None = None) -> Path:
@@ -56,6 +59,7 @@ def start_triton(
     cmd = [str(python), str(SCRIPT), str(onnx), "--http-port", str(http_port)]
     cmd += ["--grpc-port", str(free_port()), "--metrics-port", str(free_port()), "--threads", str(threads)]
     cmd += ["--max-batch", str(max_batch), "--delay-us", str(delay_us), "--workspace", str(workdir / "ws")]
+    cmd += ["--access-token", ACCESS_TOKEN]
     with log.open("wb") as sink:
         process = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
     server = TritonServer(process, f"http://127.0.0.1:{http_port}", log)

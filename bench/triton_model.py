@@ -70,11 +70,12 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=4)
     parser.add_argument("--delay-us", type=int, default=2000)
     parser.add_argument("--workspace", required=True)
+    parser.add_argument("--access-token", default=None, help="for PyTriton's restricted APIs (statistics)")
     args = parser.parse_args()
 
     from pytriton.decorators import batch
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-    from pytriton.triton import Triton, TritonConfig
+    from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
     session, size = _session(args.onnx, args.threads)
     config = TritonConfig(
@@ -88,7 +89,8 @@ def main() -> None:
         exit_timeout_secs=5,
     )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with Triton(config=config, workspace=args.workspace) as triton:
+    security = TritonSecurityConfig(access_token=args.access_token)  # None: PyTriton draws one
+    with Triton(config=config, workspace=args.workspace, security_config=security) as triton:
         triton.bind(
             model_name="segformer",
             infer_func=batch(_infer_factory(session, size)),
