@@ -49,19 +49,18 @@ def export_cuda_libraries() -> list[str]:
     return dirs
 
 
-def _smi() -> str | None:
-    query = "name,driver_version,memory.total,clocks.max.sm,power.limit"
+def nvidia_smi(*args: str) -> str | None:
+    """``nvidia-smi ARGS`` output, stripped; None without a GPU (or without nvidia-smi)."""
     try:
-        answer = subprocess.run(
-            ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        )
+        answer = subprocess.run(["nvidia-smi", *args], capture_output=True, text=True, timeout=20, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
     return answer.stdout.strip()
+
+
+def _smi() -> str | None:
+    query = "name,driver_version,memory.total,clocks.max.sm,power.limit"
+    return nvidia_smi(f"--query-gpu={query}", "--format=csv,noheader")
 
 
 def _version(name: str) -> str | None:

@@ -31,6 +31,7 @@ import numpy as np
 import onnxruntime as ort
 
 from bench.common import write_json
+from bench.gpu_env import nvidia_smi
 from bench.ortcase import make_session
 from server.pool import choose_providers
 from server.settings import Settings
@@ -191,17 +192,8 @@ def first_runs(graph: Path, device: str, image: np.ndarray, algo: str, scale: fl
 
 def device_used_mib() -> float | None:
     """Memory in use on GPU 0 (all processes), from ``nvidia-smi``; None without one."""
-    try:
-        answer = subprocess.run(
-            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return float(answer.stdout.strip().splitlines()[0])
+    used = nvidia_smi("--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0")
+    return float(used.splitlines()[0]) if used else None
 
 
 def _rss_mib() -> float:

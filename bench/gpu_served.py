@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from bench.gpu_env import nvidia_smi
 from bench.gpu_raw import device_used_mib
 from bench.servers import ROOT, OurServer, start_server
 
@@ -87,17 +88,8 @@ def _cpu_seconds(pid: int) -> float:
 
 def server_gpu_mib(pid: int) -> float | None:
     """The server's own device memory (``nvidia-smi`` per process), else the whole device's."""
-    try:
-        answer = subprocess.run(
-            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    for line in answer.stdout.splitlines():
+    apps = nvidia_smi("--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits")
+    for line in (apps or "").splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) == 2 and parts[0] == str(pid):
             return float(parts[1])
