@@ -42,7 +42,10 @@ class GuardedH11Protocol(H11Protocol):
         self._max_head = self.config.h11_max_incomplete_event_size or 64 * 1024
 
     def _awaiting_headers(self) -> bool:
-        return self.cycle is None or self.cycle.response_complete
+        """No request is being answered and the client has not begun one (h11 sees it IDLE); not the
+        case while the client still sends the body of a request answered early (a 415, say)."""
+        idle = self.conn.their_state is h11.IDLE
+        return idle and (self.cycle is None or self.cycle.response_complete)
 
     def _arm_header_timer(self) -> None:
         self._disarm_header_timer()
@@ -88,7 +91,7 @@ class GuardedH11Protocol(H11Protocol):
         self._header_timer = None
         if self.transport.is_closing() or not self._awaiting_headers():
             return
-        if self._head and self.conn.their_state is h11.IDLE and self.conn.our_state is h11.IDLE:
+        if self._head and self.conn.our_state is h11.IDLE:
             detail = f"the request line and headers did not arrive within {self.header_timeout_s:g} s"
             self._send_error(408, "request_timeout", detail)
         else:  # an idle connection: nothing to answer

@@ -146,6 +146,21 @@ def test_malformed_http_gets_json_400_and_close(guarded: Served, request_bytes: 
     assert b"connection: close" in data.lower() and took < 3
 
 
+def test_body_after_an_early_answer_is_not_taken_for_headers(guarded: Served) -> None:
+    """A 415 comes before the body is read; the rest of a large body is discarded, not taken for a
+    header flood (431), and the connection serves its next request."""
+    size = 4 * MAX_HEADER
+    raw = Raw(guarded)
+    raw.send(b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n")
+    raw.send(b"Content-Length: %d\r\n\r\n" % size)
+    raw.sock.settimeout(10)
+    first = raw.sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 415")
+    raw.send(b"x" * size + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    rest, _ = raw.until_closed()
+    assert rest.startswith(b"HTTP/1.1 200") and b'"ok"' in rest, rest[:300]
+
+
 def test_slow_body_gets_408(guarded: Served) -> None:
     raw = Raw(guarded)
     raw.send(UPLOAD + b"Content-Length: 999\r\n\r\n")
