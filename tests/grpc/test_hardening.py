@@ -3,6 +3,7 @@ back-pressure instead of ``queue_full`` frames, retry hints, and the SIGTERM dra
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
@@ -17,7 +18,7 @@ from server import errors
 from server.grpc import convert
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
-from tests.grpc.serving import LiveServer, scene_png
+from tests.grpc.serving import LiveServer, encode, scene, scene_png
 
 MAX_BODY = 1024 * 1024
 QUEUE = 4
@@ -74,6 +75,19 @@ def test_image_over_the_rest_body_limit_is_refused(stub: pb_grpc.SegmentationSer
     assert str(MAX_BODY) in failed.value.details()  # type: ignore[attr-defined]
     (frame,) = stub.StreamSegment(iter([pb.SegmentRequest(image=big, frame_id=1)]), timeout=30)
     assert frame.status.error == "body_too_large"
+
+
+def test_error_details_are_words_not_exception_names(stub: pb_grpc.SegmentationServiceStub) -> None:
+    jpeg = encode(scene(200, 200, seed=1), "JPEG")
+    with pytest.raises(grpc.RpcError) as failed:
+        stub.Segment(pb.SegmentRequest(image=jpeg[: len(jpeg) // 2]), timeout=30)
+    assert _code_and_kind(failed.value) == (grpc.StatusCode.INVALID_ARGUMENT, "corrupt_image")
+    details = failed.value.details()  # type: ignore[attr-defined]
+    assert "truncated" in details and not re.search(r"\b[A-Z]\w*(Error|Exception)\b", details)
+
+
+def test_huge_frame_budget_is_clamped_and_served(stub: pb_grpc.SegmentationServiceStub) -> None:
+    assert stub.Segment(pb.SegmentRequest(image=FRAME, timeout_ms=2**32 - 1), timeout=30).mask.width == 64
 
 
 def _stream(
