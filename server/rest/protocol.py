@@ -26,6 +26,8 @@ import h11
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from server import metrics
+
 
 def error_bytes(error: str, detail: str) -> bytes:
     return json.dumps({"error": error, "detail": detail}).encode()
@@ -110,6 +112,8 @@ class GuardedH11Protocol(H11Protocol):
         ]
         if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             self.logger.warning("HTTP %d %s: %s", status, error, detail)
+            metrics.observe_request("rest", "unmatched", status, 0.0, "")  # no route saw this request
+            metrics.observe_error("rest", error)
             reason = HTTPStatus(status).phrase.encode()
             response = h11.Response(status_code=status, headers=headers, reason=reason)
             for event in (response, h11.Data(data=body)):
@@ -132,5 +136,6 @@ class AmbiguousFraming:
             return
         body = error_bytes("bad_request", "Content-Length and Transfer-Encoding together are ambiguous")
         headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        metrics.observe_error("rest", "bad_request")  # the request itself is counted by RequestMetrics
         await send({"type": "http.response.start", "status": 400, "headers": headers})
         await send({"type": "http.response.body", "body": body})

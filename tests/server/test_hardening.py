@@ -101,6 +101,9 @@ def test_slow_headers_get_408_and_are_closed(guarded: Served) -> None:
     data, took = raw.until_closed()
     assert status_and_json(data) == (408, "request_timeout")
     assert took < HEADER_TIMEOUT_S + 3
+    assert (
+        metric_value(guarded.metrics(), "segformer_requests_total", status="408", endpoint="unmatched") >= 1
+    )
 
 
 def test_keep_alive_connection_closes_when_idle(guarded: Served) -> None:
@@ -144,6 +147,7 @@ def test_malformed_http_gets_json_400_and_close(guarded: Served, request_bytes: 
     data, took = raw.until_closed()
     assert status_and_json(data) == (400, "bad_request")
     assert b"connection: close" in data.lower() and took < 3
+    assert metric_value(guarded.metrics(), "segformer_errors_total", kind="bad_request") >= 1
 
 
 def test_body_after_an_early_answer_is_not_taken_for_headers(guarded: Served) -> None:
