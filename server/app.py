@@ -48,9 +48,9 @@ class Server:
             port=settings.port,
             loop="none",
             lifespan="off",
-            http=functools.partial(GuardedH11Protocol, header_timeout_s=settings.header_timeout_s),  # type: ignore[arg-type]
+            http=functools.partial(GuardedH11Protocol, header_timeout_s=settings.header_timeout_s),
             h11_max_incomplete_event_size=settings.max_header_bytes,
-            timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]
+            timeout_keep_alive=settings.keep_alive_timeout_s,
             log_level=settings.log_level,
             access_log=settings.log_level == "debug",
             timeout_graceful_shutdown=int(settings.graceful_timeout_s),
