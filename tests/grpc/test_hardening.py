@@ -19,10 +19,11 @@ from server.grpc import convert
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
 from tests.grpc.serving import LiveServer, encode, scene, scene_png
+from tests.server.test_errors import png_header_only
 
 MAX_BODY = 1024 * 1024
 QUEUE = 4
-DRAIN_S = 3.0
+DRAIN_S = 4.0
 FRAME = scene_png(48, 64, seed=5)
 
 
@@ -84,6 +85,22 @@ def test_error_details_are_words_not_exception_names(stub: pb_grpc.SegmentationS
     assert _code_and_kind(failed.value) == (grpc.StatusCode.INVALID_ARGUMENT, "corrupt_image")
     details = failed.value.details()  # type: ignore[attr-defined]
     assert "truncated" in details and not re.search(r"\b[A-Z]\w*(Error|Exception)\b", details)
+
+
+def test_bomb_error_quotes_the_configured_limits(stub: pb_grpc.SegmentationServiceStub) -> None:
+    with pytest.raises(grpc.RpcError) as failed:
+        stub.Segment(pb.SegmentRequest(image=png_header_only(15000, 15000)), timeout=30)
+    assert _code_and_kind(failed.value) == (grpc.StatusCode.INVALID_ARGUMENT, "image_too_large")
+    details = failed.value.details()  # type: ignore[attr-defined]
+    assert "40000000 pixels in total" in details and "178956970" not in details
+
+
+def test_model_description_shows_no_filesystem_path(
+    stub: pb_grpc.SegmentationServiceStub, random_b0_onnx: Path
+) -> None:
+    text = str(stub.GetModel(pb.GetModelRequest(), timeout=30)) + str(stub.ListModels(pb.ListModelsRequest()))
+    assert str(random_b0_onnx.parent) not in text and random_b0_onnx.name not in text
+    assert "source_sha256" in text
 
 
 def test_huge_frame_budget_is_clamped_and_served(stub: pb_grpc.SegmentationServiceStub) -> None:
@@ -160,6 +177,8 @@ def test_sigterm_drains_with_readiness_503_while_serving(
     )
     assert served.status_code == 200
     assert stub.Segment(pb.SegmentRequest(image=FRAME), timeout=30).mask.width == 64
+    frames = list(stub.StreamSegment(iter([pb.SegmentRequest(image=FRAME, frame_id=i) for i in range(3)])))
+    assert [f.frame_id for f in frames] == [0, 1, 2] and not any(f.HasField("status") for f in frames)
     assert time.monotonic() - start < DRAIN_S  # all of that inside the delay
     assert guarded.proc.wait(timeout=60) == 0
     assert time.monotonic() - start >= DRAIN_S * 0.9
