@@ -68,8 +68,8 @@ def load_rgb(image: Image.Image) -> Image.Image:
     try:
         image.load()
         rgb = image if image.mode == "RGB" else image.convert("RGB")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise errors.image_too_large(_bomb_detail(exc, max_pixels, max_side)) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # sizes were checked on peek
+        raise errors.image_too_large(f"image is {width}x{height}, too large to decode") from None
     except Exception as exc:  # truncated or corrupt pixel data
         raise errors.corrupt_image(_corrupt_detail(exc)) from None
     if rgb.size != (width, height):
