@@ -18,6 +18,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
 from server import errors
+from server.settings import Settings
 
 #: Raw-body content types accepted by ``POST /v1/segment`` (the decoder sniffs the actual format).
 IMAGE_TYPES = frozenset(
@@ -47,6 +48,11 @@ class BodyLimits:
     max_bytes: int
     timeout_s: float = 120.0
     idle_timeout_s: float = 10.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> BodyLimits:
+        """``--max-body-bytes``, ``--body-timeout-s`` and ``--body-idle-timeout-s``."""
+        return cls(settings.max_body_bytes, settings.body_timeout_s, settings.body_idle_timeout_s)
 
 
 async def read_limited(request: Request, limits: BodyLimits) -> bytes:

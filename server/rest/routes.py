@@ -133,8 +133,7 @@ async def _segment(
     request.state.model = plane.repository.get(model).name  # 404 / 503 before reading the body
     budget_ms = timeout_ms if timeout_ms is not None else header_timeout_ms
     deadline = start + budget_ms / 1000 if budget_ms is not None else None
-    limits = BodyLimits(settings.max_body_bytes, settings.body_timeout_s, settings.body_idle_timeout_s)
-    data = await read_image_bytes(request, limits)
+    data = await read_image_bytes(request, BodyLimits.of(settings))
     endpoint = request.scope["route"].path
     work = plane.segment(SegmentRequest(data, mode, deadline, "rest", endpoint, model=model))
     result = await _unless_disconnected(request, work)
