@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from server.grpc.server import GrpcServer
 from server.pool import choose_providers
 from server.repository import ModelRepository
 from server.rest import build_rest_app
+from server.rest.protocol import GuardedH11Protocol
 from server.settings import Settings
 
 log = logging.getLogger("segformer.app")
@@ -46,6 +48,9 @@ class Server:
             port=settings.port,
             loop="none",
             lifespan="off",
+            http=functools.partial(GuardedH11Protocol, header_timeout_s=settings.header_timeout_s),
+            h11_max_incomplete_event_size=settings.max_header_bytes,
+            timeout_keep_alive=settings.keep_alive_timeout_s,
             log_level=settings.log_level,
             access_log=settings.log_level == "debug",
             timeout_graceful_shutdown=int(settings.graceful_timeout_s),
@@ -57,6 +62,7 @@ class Server:
         self._watch: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._stopping = False
+        self._drain: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         """Listen (gRPC, then REST) and begin loading the models; returns once REST is up."""
@@ -79,19 +85,37 @@ class Server:
             self.failed = True
             self.request_stop("no model could be loaded")
 
-    def request_stop(self, reason: str) -> None:
-        """Begin stopping (idempotent): readiness fails, listeners close, in-flight work finishes."""
+    def request_stop(self, reason: str, drain: bool = False) -> None:
+        """Begin stopping: readiness fails at once (``/readyz`` 503 ``shutting_down``, gRPC health
+        NOT_SERVING); with ``drain`` (SIGTERM, SIGINT) the listeners stay open and serve for
+        ``--drain-delay-s`` first, so that load balancers see the 503 and take this server out before
+        connections are refused. Then listeners close and in-flight work finishes. A second signal
+        during the delay closes at once."""
+        delay = self.settings.drain_delay_s if drain else 0.0
         if self._stopping:
+            if drain and self._drain is not None:  # a second signal while draining: stop waiting
+                self._drain.cancel()
+                self._close_listeners()
             return
         self._stopping = True
-        log.info("%s: stopping (finishing in-flight requests)", reason)
         self.dataplane.draining = True
+        if delay > 0:
+            log.info("%s: draining, readiness 503, closing listeners in %g s", reason, delay)
+            self._drain = asyncio.get_running_loop().call_later(delay, self._close_listeners)
+        else:
+            log.info("%s: stopping (finishing in-flight requests)", reason)
+            self._close_listeners()
+
+    def _close_listeners(self) -> None:
+        self._drain = None
+        self.dataplane.closing = True
         self.rest.should_exit = True
         self._stopped.set()
 
     async def stop(self) -> None:
         """Stop everything gracefully (``request_stop`` first if nobody has)."""
         self.request_stop("stop")
+        await self._stopped.wait()  # the drain delay, if one is running
         grace = self.settings.graceful_timeout_s
         stopping = [self.grpc.stop(grace)] if self.grpc is not None else []
         await asyncio.gather(*stopping, return_exceptions=True)
@@ -111,7 +135,7 @@ class Server:
             return 2
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
+            loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name, True)
         try:
             await self.start()
             await self._stopped.wait()

@@ -68,6 +68,7 @@ class Batcher:
         self._pending = 0
         self._wakeup = asyncio.Event()
         self._arriving = 0  # requests being decoded/preprocessed: they may join a batch soon
+        self._freed = asyncio.Event()  # set whenever a queue slot frees (wait_for_capacity)
         self._running: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -97,9 +98,27 @@ class Batcher:
         ``arriving``, counting the requests being decoded too: shed before decoding)."""
         if self._closed:
             raise errors.shutting_down()
-        if self._pending + (self._arriving if arriving else 0) >= self.max_queue_size:
+        if self._full(arriving):
             batches_ahead = self._pending / self.max_batch_size / self.pool.size
             raise errors.queue_full(retry_after=max(1, math.ceil(batches_ahead * self._batch_seconds)))
+
+    def _full(self, arriving: bool = True) -> bool:
+        return self._pending + (self._arriving if arriving else 0) >= self.max_queue_size
+
+    async def wait_for_capacity(self, timeout: float | None) -> bool:
+        """Wait (up to ``timeout`` s) until ``check_capacity(arriving=True)`` would pass: True, or False
+        when the time ran out or the batcher closed. For back-pressure (gRPC streams stop reading)."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while self._full() and not self._closed:
+            remaining = None if end is None else end - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            self._freed.clear()
+            try:
+                await asyncio.wait_for(self._freed.wait(), remaining)
+            except TimeoutError:
+                return False
+        return not self._closed
 
     @contextlib.contextmanager
     def arriving(self) -> Iterator[None]:
@@ -109,6 +128,7 @@ class Batcher:
             yield
         finally:
             self._arriving -= 1
+            self._freed.set()
 
     def _unqueue(self, item: _Item) -> None:
         """Take ``item`` out of its queue (dispatched, cancelled or expired); idempotent."""
@@ -123,6 +143,7 @@ class Batcher:
                 del self._queues[item.key]
         self._pending -= 1
         QUEUE_DEPTH.labels(self.model).set(self._pending)
+        self._freed.set()
 
     def _alone(self) -> bool:
         """The only request around, and it arrived after the last batch finished (nobody waited)."""

@@ -75,6 +75,7 @@ class DataPlane:
         self.repository = repository
         self.budget = MemoryBudget(settings.memory_budget_mib * MiB)
         self.draining = False  # set on SIGTERM: readiness fails, accepted and new requests still run
+        self.closing = False  # set when the listeners close (after the drain delay): streams end
 
     # --- models ---------------------------------------------------------------------------------------
 
@@ -98,6 +99,17 @@ class DataPlane:
     def palette(self, name: str | None = None) -> np.ndarray:
         return self.repository.get(name).palette
 
+    async def wait_for_capacity(self, name: str | None, deadline: float | None) -> bool:
+        """Wait until model ``name``'s queue would take a new request (False: not before ``deadline``).
+        Back-pressure for streams; unknown or unloaded models return at once (``segment`` says why)."""
+        try:
+            batcher = self.repository.get(name).batcher
+        except errors.ServeError:
+            return True
+        now = time.monotonic()
+        deadline = now + self.settings.request_timeout_ms / 1000 if deadline is None else deadline
+        return await batcher.wait_for_capacity(deadline - now)
+
     # --- inference ------------------------------------------------------------------------------------
 
     async def segment(self, request: SegmentRequest) -> SegmentResult:
@@ -113,6 +125,9 @@ class DataPlane:
         s = self.settings
         start = time.monotonic()
         deadline = request.deadline if request.deadline is not None else start + s.request_timeout_ms / 1000
+        deadline = min(deadline, start + s.max_request_timeout_ms / 1000)  # no deadline is "never"
+        if request.image is not None and len(request.image) > s.max_body_bytes:  # the REST body limit
+            raise errors.body_too_large(s.max_body_bytes)
         mode = runtime.check_mode(request.mode)
         runtime.batcher.check_capacity(arriving=True)  # shed before decoding: a full queue costs no decode
         timings: dict[str, float] = {}

@@ -29,6 +29,14 @@ def body_too_large(limit: int) -> ServeError:
     return ServeError(413, "body_too_large", f"request body exceeds the limit of {limit} bytes")
 
 
+def request_timeout(detail: str) -> ServeError:
+    return ServeError(408, "request_timeout", detail)
+
+
+def client_disconnected(detail: str = "the client closed the connection") -> ServeError:
+    return ServeError(499, "client_disconnected", detail)
+
+
 def unsupported_media_type(content_type: str) -> ServeError:
     return ServeError(
         415,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import struct
 import zlib
 
@@ -45,13 +46,13 @@ def peek_image(data: bytes, max_pixels: int, max_side: int) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise errors.image_too_large(str(exc)) from None
+        raise errors.image_too_large(_bomb_detail(exc, max_pixels, max_side)) from None
     except Image.UnidentifiedImageError:
         raise errors.corrupt_image(
             f"not a decodable image (supported: {', '.join(ALLOWED_FORMATS)})"
         ) from None
-    except Exception as exc:  # PIL raises many types on malformed headers
-        raise errors.corrupt_image(f"unreadable image header: {type(exc).__name__}") from None
+    except Exception:  # PIL raises many types on malformed headers
+        raise errors.corrupt_image("the image header is malformed (not a valid image file)") from None
     # no ``with``: the source is in memory, and an RGB image is returned as decoded (no copy)
     width, height = image.size
     if width <= 0 or height <= 0:
@@ -67,13 +68,28 @@ def load_rgb(image: Image.Image) -> Image.Image:
     try:
         image.load()
         rgb = image if image.mode == "RGB" else image.convert("RGB")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise errors.image_too_large(str(exc)) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # sizes were checked on peek
+        raise errors.image_too_large(f"image is {width}x{height}, too large to decode") from None
     except Exception as exc:  # truncated or corrupt pixel data
-        raise errors.corrupt_image(f"corrupt image data: {type(exc).__name__}: {exc}") from None
+        raise errors.corrupt_image(_corrupt_detail(exc)) from None
     if rgb.size != (width, height):
         raise errors.corrupt_image(f"decoded to unexpected size {rgb.size}")
     return rgb
+
+
+def _bomb_detail(exc: Exception, max_pixels: int, max_side: int) -> str:
+    """Pillow's own decompression-bomb refusal, quoting the configured limits (not Pillow's)."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"has {int(found.group(1))} pixels" if found else "is too large"
+    return f"image {size}; the limits are {max_side} pixels per side and {max_pixels} pixels in total"
+
+
+def _corrupt_detail(exc: Exception) -> str:
+    """What is wrong with the pixel data, in words (no exception class names)."""
+    text = str(exc).lower()
+    if "truncated" in text or "end of file" in text or "eof" in text:
+        return "the image data ends early (the file is truncated)"
+    return "the image data is corrupt and cannot be decoded"
 
 
 def limits_detail(width: int, height: int, max_pixels: int, max_side: int) -> str:

@@ -54,6 +54,18 @@ class Settings(BaseSettings):
     grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port, 0 disables gRPC")
     grpc_max_message_bytes: int = Field(64 * MiB, gt=0, description="gRPC max message size (both ways)")
     stream_max_inflight: int = Field(8, gt=0, description="frames in flight per gRPC stream")
+    max_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="largest HTTP request line + headers (431 beyond)"
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="time to send the request line and headers (408, closed, beyond)"
+    )
+    body_timeout_s: float = Field(120.0, gt=0, description="time to send a whole request body (408 beyond)")
+    body_idle_timeout_s: float = Field(
+        10.0, gt=0, description="longest pause between two pieces of a request body (408 beyond)"
+    )
+    keep_alive_timeout_s: float = Field(5.0, gt=0, description="idle keep-alive connections close after")
+    docs: bool = Field(True, description="serve the OpenAPI docs (/docs, /redoc, /openapi.json)")
     # runtime
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="execution provider choice")
     device_id: int = Field(0, ge=0, description="CUDA device index")
@@ -76,6 +88,9 @@ class Settings(BaseSettings):
     max_queue_delay_ms: float = Field(5.0, ge=0, description="how long a batch waits to fill")
     max_queue_size: int = Field(64, ge=1, description="requests waiting for a session; beyond: 503")
     request_timeout_ms: float = Field(30000.0, gt=0, description="default per-request deadline")
+    max_request_timeout_ms: float = Field(
+        300_000.0, gt=0, description="longest deadline a request may ask for (larger ones are clamped)"
+    )
     # inference
     mode: Literal["resize", "native"] = Field("resize", description="default inference mode")
     native_max_side: int = Field(1024, ge=32, description="native mode: longest side cap (pixels)")
@@ -93,6 +108,11 @@ class Settings(BaseSettings):
     demo: bool = Field(True, description="serve the browser demo page at /demo/ (/ redirects there)")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     graceful_timeout_s: float = Field(30.0, gt=0, description="SIGTERM: time to finish in-flight work")
+    drain_delay_s: float = Field(
+        0.0,
+        ge=0,
+        description="SIGTERM: keep listening and serving this long with readiness 503 before closing",
+    )
 
     @field_validator("model", mode="before")
     @classmethod

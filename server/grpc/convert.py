@@ -78,7 +78,10 @@ def error_trailers(err: ServeError) -> tuple[tuple[str, str], ...]:
 
 def frame_error(frame_id: int, err: ServeError) -> pb.SegmentResponse:
     """A stream frame's failure, carried in its response (the stream goes on)."""
-    status = pb.FrameStatus(code=grpc_code(err).value[0], error=err.error, message=err.detail)
+    retry = max(1, math.ceil(err.retry_after)) if err.retry_after is not None else 0
+    status = pb.FrameStatus(
+        code=grpc_code(err).value[0], error=err.error, message=err.detail, retry_after_s=retry
+    )
     return pb.SegmentResponse(frame_id=frame_id, status=status)
 
 

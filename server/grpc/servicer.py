@@ -60,9 +60,9 @@ def rpc(name: str) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
                 status = _cancelled_status(context)
                 metrics.observe_request(TRANSPORT, endpoint, status, time.perf_counter() - start, model)
                 raise
-            except Exception as exc:
+            except Exception:
                 log.exception("%s failed", name)
-                failure = errors.internal(f"unexpected error in {name}: {exc}")
+                failure = errors.internal(f"an unexpected server error in {name} (logged on the server)")
             else:
                 model = getattr(response, "model", "") or model
                 metrics.observe_request(TRANSPORT, endpoint, 200, time.perf_counter() - start, model)
@@ -82,6 +82,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
     def __init__(self, dataplane: DataPlane, settings: Settings) -> None:
         self._dataplane = dataplane
         self._inflight = settings.stream_max_inflight
+        self._default_timeout_s = settings.request_timeout_ms / 1000
 
     async def _segment(
         self, request: pb.SegmentRequest, deadline: float | None, endpoint: str
@@ -112,17 +113,17 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
     async def _frame(self, request: pb.SegmentRequest, time_remaining: float | None) -> pb.SegmentResponse:
         """One stream frame: a response either way (errors go into ``status``); never raises but cancel."""
         start, endpoint = time.perf_counter(), METHOD + "StreamSegment"
-        deadline = convert.request_deadline(time_remaining, request.timeout_ms)
+        deadline = self._frame_deadline(request, time_remaining)
         try:
-            response = await self._segment(request, deadline, endpoint)
+            response = await self._segment_when_admitted(request, deadline, endpoint)
         except ServeError as err:
             failure = err
         except asyncio.CancelledError:
             metrics.observe_request(TRANSPORT, endpoint, 499, time.perf_counter() - start, request.model)
             raise
-        except Exception as exc:  # a frame must not take the stream down
+        except Exception:  # a frame must not take the stream down
             log.exception("stream frame %d failed", request.frame_id)
-            failure = errors.internal(f"unexpected error: {exc}")
+            failure = errors.internal("an unexpected server error (logged on the server)")
         else:
             metrics.observe_request(TRANSPORT, endpoint, 200, time.perf_counter() - start, response.model)
             return response
@@ -131,6 +132,28 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         )
         metrics.observe_error(TRANSPORT, failure.error)
         return convert.frame_error(request.frame_id, failure)
+
+    # --- stream back-pressure: a full queue makes a stream wait (and stop reading), not fail frames ---
+
+    def _frame_deadline(self, request: pb.SegmentRequest, time_remaining: float | None) -> float:
+        deadline = convert.request_deadline(time_remaining, request.timeout_ms)
+        return time.monotonic() + self._default_timeout_s if deadline is None else deadline
+
+    async def _wait_for_room(self, request: pb.SegmentRequest, deadline: float) -> bool:
+        """Wait while the frame's model has a full queue; False when that outlasts the frame's deadline."""
+        return await self._dataplane.wait_for_capacity(request.model or None, deadline - DEADLINE_SLACK_S)
+
+    async def _segment_when_admitted(
+        self, request: pb.SegmentRequest, deadline: float, endpoint: str
+    ) -> pb.SegmentResponse:
+        """``_segment``, but a frame shed for a full queue (other streams took the freed slot first) waits
+        for room and tries again; it fails with ``queue_full`` (+ retry-after) only at its deadline."""
+        while True:
+            try:
+                return await self._segment(request, deadline, endpoint)
+            except ServeError as err:
+                if err.error != "queue_full" or not await self._wait_for_room(request, deadline):
+                    raise
 
     async def StreamSegment(
         self, request_iterator: AsyncIterator[pb.SegmentRequest], context: grpc.aio.ServicerContext
@@ -159,6 +182,9 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
                         request = next_frame.result()
                     except StopAsyncIteration:
                         return False
+                    # back-pressure: read no further frame while this one's model queue is full
+                    remaining = context.time_remaining()
+                    await self._wait_for_room(request, self._frame_deadline(request, remaining))
                     pending.put_nowait(asyncio.create_task(self._frame(request, context.time_remaining())))
             finally:
                 pending.put_nowait(None)
@@ -196,8 +222,9 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
 
 
 async def _until_draining(dataplane: Any) -> None:
-    """Returns once the server is shutting down (``dataplane.draining``, set on SIGTERM)."""
-    while not dataplane.draining:
+    """Returns once the server closes its listeners (``dataplane.closing``: after SIGTERM's drain delay;
+    during the delay readiness is 503 but streams, like every call, are still served)."""
+    while not dataplane.closing:
         await asyncio.sleep(DRAIN_POLL_S)
 
 

@@ -20,14 +20,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from server import errors, metrics
 from server.dataplane import DataPlane
 from server.errors import ServeError
+from server.rest.protocol import AmbiguousFraming
 from server.settings import Settings
 
 log = logging.getLogger("segformer.rest")
 TRANSPORT = "rest"
 
 
+#: Statuses after which the connection is closed: the rest of the body is never read (413), or the
+#: client is too slow to keep a connection for (408).
+CLOSE_AFTER = frozenset({408, 413})
+
+
 def error_response(exc: ServeError) -> JSONResponse:
-    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after else None
+    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if exc.retry_after else {}
+    if exc.status in CLOSE_AFTER:
+        headers["Connection"] = "close"
     return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 
 
@@ -51,7 +59,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
-    return await _serve_error(request, errors.internal(type(exc).__name__))
+    return await _serve_error(request, errors.internal("an unexpected server error (logged on the server)"))
 
 
 class RequestMetrics:
@@ -89,10 +97,14 @@ def build_rest_app(dataplane: DataPlane, settings: Settings) -> FastAPI:
     """The FastAPI app; ``dataplane`` and ``settings`` are put on ``app.state`` for the routes."""
     from server.rest import admin, demo, routes, v2
 
+    docs = settings.docs  # --no-docs: no /docs, /redoc or /openapi.json
     app = FastAPI(
         title="segformer-serve",
         summary="SegFormer semantic segmentation over REST (and gRPC)",
         version="1",
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
     )
     app.state.dataplane = dataplane
     app.state.settings = settings
@@ -106,5 +118,6 @@ def build_rest_app(dataplane: DataPlane, settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_middleware(RequestMetrics)
+    app.add_middleware(AmbiguousFraming)
+    app.add_middleware(RequestMetrics)  # outermost: counts every answer
     return app

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from server import errors, imaging, metrics
 from server.dataplane import DataPlane
-from server.rest.body import read_image_bytes
+from server.rest.body import BodyLimits, read_image_bytes
 from server.rest.schemas import ERROR_RESPONSES, ErrorBody, Health, ModelList, SegmentJSON
 from server.schemas import ModelDescription
 from server.settings import Settings
@@ -133,7 +133,7 @@ async def _segment(
     request.state.model = plane.repository.get(model).name  # 404 / 503 before reading the body
     budget_ms = timeout_ms if timeout_ms is not None else header_timeout_ms
     deadline = start + budget_ms / 1000 if budget_ms is not None else None
-    data = await read_image_bytes(request, settings.max_body_bytes)
+    data = await read_image_bytes(request, BodyLimits.of(settings))
     endpoint = request.scope["route"].path
     work = plane.segment(SegmentRequest(data, mode, deadline, "rest", endpoint, model=model))
     result = await _unless_disconnected(request, work)
@@ -145,9 +145,12 @@ async def _segment(
 
 FormatQuery = Annotated[Format | None, Query(description="png (default), json or overlay")]
 ModeQuery = Annotated[Literal["resize", "native"] | None, Query(description="inference mode")]
-TimeoutQuery = Annotated[float | None, Query(gt=0, description="deadline in milliseconds")]
+TimeoutQuery = Annotated[
+    float | None,
+    Query(gt=0, allow_inf_nan=False, description="deadline in ms (at most --max-request-timeout-ms)"),
+]
 AcceptHeader = Annotated[str | None, Header()]
-TimeoutHeader = Annotated[float | None, Header(gt=0, description="deadline (ms)")]
+TimeoutHeader = Annotated[float | None, Header(gt=0, allow_inf_nan=False, description="deadline (ms)")]
 
 
 @router.post(

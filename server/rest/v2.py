@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 
 from server import errors, metrics
 from server.errors import ServeError
-from server.rest.body import read_limited
+from server.rest.body import BodyLimits, read_limited
 from server.rest.v2_body import HEADER, parse_infer, render_infer
 from server.v2 import models
 from server.v2.service import V2Service
@@ -115,7 +115,7 @@ async def model_infer(
     settings = request.app.state.settings
     service = _service(request)
     request.state.model, _ = models.resolve(service.plane, model_name, model_version)  # 404 before the body
-    body = await read_limited(request, settings.max_body_bytes)
+    body = await read_limited(request, BodyLimits.of(settings))
     parsed = parse_infer(body, inference_header_content_length, model_name, model_version)
     endpoint = request.scope["route"].path if "route" in request.scope else "/v2/models/{model_name}/infer"
     result = await service.infer(parsed, TRANSPORT, endpoint, deadline=None)

@@ -78,14 +78,16 @@ class ClassStat(_message.Message):
     def __init__(self, id: _Optional[int] = ..., label: _Optional[str] = ..., pixels: _Optional[int] = ..., fraction: _Optional[float] = ...) -> None: ...
 
 class FrameStatus(_message.Message):
-    __slots__ = ("code", "error", "message")
+    __slots__ = ("code", "error", "message", "retry_after_s")
     CODE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_S_FIELD_NUMBER: _ClassVar[int]
     code: int
     error: str
     message: str
-    def __init__(self, code: _Optional[int] = ..., error: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    retry_after_s: int
+    def __init__(self, code: _Optional[int] = ..., error: _Optional[str] = ..., message: _Optional[str] = ..., retry_after_s: _Optional[int] = ...) -> None: ...
 
 class SegmentResponse(_message.Message):
     __slots__ = ("frame_id", "status", "mask", "classes", "timings", "model")
