@@ -99,10 +99,11 @@ def main(argv: list[str] | None = None) -> None:
         perf_analyzer=not args.no_perf_analyzer,
         fresh=args.fresh,
         server_args=args.server_arg,
+        out=args.out,
     )
     context = _context(args, plan)
     run(plan)
-    context["notes"], context["duel"] = plan.notes, plan.duel
+    context["notes"], context["duel"], context["mixed"] = plan.notes, plan.duel, plan.mixed
     computed = ratios.compute(plan.results, plan.duel)
     print(rep.console(plan.results, computed), flush=True)
     written = plots.write_all(plan.results, args.out)

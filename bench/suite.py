@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import mixed
 from bench import perf_analyzer as pa
 from bench.common import load_images, write_json
 from bench.servers import ROOT, export_graph, start_server
@@ -49,6 +50,8 @@ class Plan:
     results: list[dict[str, Any]] = field(default_factory=list)
     duel: dict[str, Any] | None = None  # c=1 latency, server vs session.run interleaved (bench.duel)
     perf_analyzer: bool = True  # also measure with Triton's perf_analyzer over the v2 protocol
+    mixed: dict[str, Any] | None = None  # bench.mixed: RSS over mixed-size requests, the batching soak
+    out: Path = ROOT / "docs" / "benchmarks"  # report + plots
 
     def record(self, result: dict[str, Any]) -> None:
         self.results.append(result)
@@ -61,7 +64,7 @@ class Plan:
         self.save()
 
     def save(self) -> None:
-        payload = {"results": self.results, "duel": self.duel, "notes": self.notes}
+        payload = {"results": self.results, "duel": self.duel, "notes": self.notes, "mixed": self.mixed}
         write_json(self.work / "results.json", payload)
 
 
@@ -80,11 +83,19 @@ def inproc(
     plan.record(json.loads(out.read_text()))
 
 
-def load(plan: Plan, target: str, url: str, pid: int, system: str, concurrency: int) -> None:
+def load(
+    plan: Plan,
+    target: str,
+    url: str,
+    pid: int,
+    system: str,
+    concurrency: int,
+    images: list[Path] | None = None,
+) -> None:
     out = plan.work / "raw" / f"{system}-c{concurrency}.json"
     args = ["--target", target, "--url", url, "--concurrency", str(concurrency), "--pid", str(pid)]
     args += ["--duration", str(plan.duration), "--max-warmup", "60", "--out", str(out)]
-    _python("bench.loadgen", *args, *map(str, plan.images))
+    _python("bench.loadgen", *args, *map(str, plan.images if images is None else images))
     result = json.loads(out.read_text())
     result["system"] = system
     plan.record(result)
@@ -194,6 +205,47 @@ def triton_phase(plan: Plan, graph: Path, system: str, max_batch: int, delay_us:
         triton.stop()
 
 
+def mixed_phase(plan: Plan, graph: Path) -> None:
+    """Mixed sizes (0.3–2.5× of 683×512): ours over REST and gRPC streams, PyTriton, at c=4 and 16; then
+    ``bench.mixed``: RSS over 1,000 requests at defaults (+ plot) and the batching soak (batch 8)."""
+    folder = plan.work / "mixed-images"
+    folder.mkdir(parents=True, exist_ok=True)
+    images = []
+    for index, body in enumerate(mixed.mixed_jpegs(plan.images, 40)):
+        path = folder / f"{index:03d}.jpg"
+        path.write_bytes(body)
+        images.append(path)
+    server = start_server(graph, plan.work / "server-mixed", plan.threads, plan.server_args)
+    try:
+        for target, url in (("rest", server.url), ("grpc-stream", server.grpc_target)):
+            for c in (4, 16):
+                load(plan, target, url, server.pid, f"ours-{target}-mixed", c, images)
+    finally:
+        server.stop()
+    if plan.triton:
+        python = ensure_venv(plan.triton_venv)
+        name, max_batch, delay_us = TRITON_CONFIGS[0]
+        triton = start_triton(python, graph, plan.work / "triton", plan.threads, max_batch, delay_us)
+        try:
+            for c in (4, 16):
+                load(plan, "triton", triton.url, triton.process.pid, f"{name}-mixed", c, images)
+        finally:
+            triton.stop()
+    out = plan.work / "raw" / "mixed.json"
+    args = [
+        "--graph",
+        str(graph),
+        "--out",
+        str(plan.out),
+        "--work",
+        str(plan.work),
+        "--threads",
+        str(plan.threads),
+    ]
+    _python("bench.mixed", *args, *map(str, plan.images))
+    plan.mixed = json.loads(out.read_text())
+
+
 def drift_note(plan: Plan) -> None:
     rows = {r["system"]: r for r in plan.results}
     first, last = rows.get("ort-mask"), rows.get("ort-mask-again")
@@ -228,6 +280,8 @@ def run(plan: Plan) -> Plan:
             inproc(plan, "ort", str(g["compare"]), f"ort-mask{other}")
     with phase(plan, "segformer-serve"):
         serve_phase(plan, g["main"])
+    with phase(plan, "mixed sizes"):
+        mixed_phase(plan, g["main"])
     if "compare" in g:
         with phase(plan, f"segformer-serve{other}"):
             serve_phase(plan, g["compare"], other)

@@ -77,11 +77,43 @@ def _body(model: onnx.ModelProto, logits: str, classes: int | str) -> onnx.Model
     return body
 
 
-def _head(model: onnx.ModelProto, mode: str, topk: int, classes: int, mask_type: int) -> onnx.ModelProto:
-    consts: dict[str, np.ndarray] = {"head_zero": np.array(0, np.int64), "head_one": np.array(1, np.int64)}
-    nodes = [
+def _stage(
+    model: onnx.ModelProto,
+    name: str,
+    nodes: list[onnx.NodeProto],
+    consts: dict[str, np.ndarray],
+    classes: int,
+    output: onnx.ValueInfoProto,
+) -> onnx.ModelProto:
+    """A graph of ``nodes`` over the head's inputs (logits, out_hw, rows) with one ``output``."""
+    rows = [
         helper.make_node("Gather", [HEAD_ROWS, "head_zero"], ["rows_start"]),
         helper.make_node("Gather", [HEAD_ROWS, "head_one"], ["rows_end"]),
+    ]
+    consts |= {"head_zero": np.array(0, np.int64), "head_one": np.array(1, np.int64)}
+    logits = helper.make_tensor_value_info(
+        HEAD_LOGITS, TensorProto.FLOAT, [1, classes, "logits_h", "logits_w"]
+    )
+    graph = helper.make_graph(
+        rows + nodes,
+        name,
+        [
+            logits,
+            helper.make_tensor_value_info(HEAD_OUT_HW, TensorProto.INT64, [2]),
+            helper.make_tensor_value_info(HEAD_ROWS, TensorProto.INT64, [2]),
+        ],
+        [output],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    opset = max(MIN_OPSET, next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0))
+    stage = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    stage.ir_version = max(model.ir_version, 8)
+    return stage
+
+
+def _head(model: onnx.ModelProto, mode: str, topk: int, classes: int, mask_type: int) -> onnx.ModelProto:
+    consts: dict[str, np.ndarray] = {}
+    nodes = [
         *upsample_argmax(
             HEAD_LOGITS,
             HEAD_OUT_HW,
@@ -94,23 +126,8 @@ def _head(model: onnx.ModelProto, mode: str, topk: int, classes: int, mask_type:
         ),
         helper.make_node("Cast", ["labels"], [MASK], to=mask_type),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "segformer_head",
-        [
-            helper.make_tensor_value_info(
-                HEAD_LOGITS, TensorProto.FLOAT, [1, classes, "logits_h", "logits_w"]
-            ),
-            helper.make_tensor_value_info(HEAD_OUT_HW, TensorProto.INT64, [2]),
-            helper.make_tensor_value_info(HEAD_ROWS, TensorProto.INT64, [2]),
-        ],
-        [helper.make_tensor_value_info(MASK, mask_type, [1, "rows", "width"])],
-        [numpy_helper.from_array(v, k) for k, v in consts.items()],
-    )
-    opset = max(MIN_OPSET, next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0))
-    head = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    head.ir_version = max(model.ir_version, 8)
-    return head
+    output = helper.make_tensor_value_info(MASK, mask_type, [1, "rows", "width"])
+    return _stage(model, "segformer_head", nodes, consts, classes, output)
 
 
 def split(model: onnx.ModelProto) -> Split:

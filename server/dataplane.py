@@ -13,13 +13,14 @@ import asyncio
 import logging
 import time
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
 
-from server import errors, imaging
+from server import errors, imaging, slide
 from server.memory import MemoryBudget, MiB
-from server.metrics import IN_FLIGHT, observe_stage
+from server.metrics import IN_FLIGHT, SLIDE_WINDOWS, observe_stage
 from server.repository import ModelRepository
 from server.runtime import ModelRuntime
 from server.schemas import ModelDescription, ModelStatus
@@ -60,6 +61,8 @@ def _prepare(
     image = peeked if isinstance(peeked, np.ndarray) else imaging.load_rgb(peeked)
     decoded_at = time.monotonic()
     height, width = _size(image)
+    if mode == "slide":  # the windows are cut from the image at its own resolution
+        return image, np.asarray(image, dtype=np.uint8), decoded_at
     if mode == "resize":
         size = runtime.spec.inference_size
     else:
@@ -140,8 +143,12 @@ class DataPlane:
             decoded = request.pixels is not None
             peeked = _peek(request, s) if decoded else await asyncio.to_thread(_peek, request, s)
             height, width = _size(peeked)
+            cost = self.budget.cost(width, height)
+            layout = runtime.slide_plan(height, width) if mode == "slide" else None  # 413: too many windows
+            if layout is not None:
+                cost += layout.logits_bytes(runtime.spec.num_labels) + slide.BAND_BYTES
             # this image's working set is reserved before its pixels are decoded
-            reserved = await self.budget.reserve(self.budget.cost(width, height), deadline)
+            reserved = await self.budget.reserve(cost, deadline)
             try:
                 image, resized, decoded_at = await asyncio.to_thread(_prepare, peeked, mode, s, runtime)
             except BaseException:
@@ -152,12 +159,15 @@ class DataPlane:
         try:
             if time.monotonic() >= deadline:
                 raise errors.deadline_exceeded("the deadline expired before inference")
-            logits, queued, inferred = await runtime.infer(resized, deadline)
-            record("queue", queued)
-            record("inference", inferred)
-            mask_start = time.monotonic()
-            mask = await asyncio.to_thread(runtime.mask, logits, (height, width))
-            record("mask", time.monotonic() - mask_start)
+            if layout is not None:
+                mask = await self._slide(runtime, resized, layout, deadline, record)
+            else:
+                logits, queued, inferred = await runtime.infer(resized, deadline)
+                record("queue", queued)
+                record("inference", inferred)
+                mask_start = time.monotonic()
+                mask = await asyncio.to_thread(runtime.mask, logits, (height, width))
+                record("mask", time.monotonic() - mask_start)
         except BaseException:
             self.budget.release(reserved)
             raise
@@ -166,3 +176,24 @@ class DataPlane:
         result = SegmentResult(mask, width, height, spec, runtime.name, palette, timings, image)
         weakref.finalize(result, self.budget.release, reserved)  # held until the transport has sent it
         return result
+
+    async def _slide(
+        self,
+        runtime: ModelRuntime,
+        pixels: np.ndarray,
+        layout: slide.SlidePlan,
+        deadline: float,
+        record: Callable[[str, float], None],
+    ) -> np.ndarray:
+        """``mode=slide``: the windows through the model's batcher, combined in bands (server/slide.py)."""
+
+        async def infer(window: np.ndarray) -> np.ndarray:
+            logits, _, _ = await runtime.infer(window, deadline)
+            return logits
+
+        inflight = max(2, min(16, self.settings.max_queue_size // 2))
+        mask, timings = await slide.slide_mask(pixels, layout, infer, runtime.spec.mask_dtype, inflight)
+        SLIDE_WINDOWS.labels(runtime.name).inc(layout.windows)
+        for name, seconds in timings.items():
+            record(name, seconds)
+        return mask

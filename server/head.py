@@ -29,16 +29,20 @@ def tile_rows(height: int, width: int, tile_pixels: int = TILE_PIXELS) -> list[t
     return [(start, min(height, start + rows)) for start in range(0, height, rows)]
 
 
+def _session(graph: onnx.ModelProto, providers: list[object]) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # heads of different requests run side by side instead
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False
+    options.log_severity_level = 3
+    return ort.InferenceSession(graph.SerializeToString(), options, providers=providers)
+
+
 class MaskHead:
-    """One session over the head graph (no arena: its allocations are returned after each tile)."""
+    """A session over the head graph (no arena: its allocations are returned after each tile)."""
 
     def __init__(self, head: onnx.ModelProto, providers: list[object], mask_dtype: np.dtype) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1  # heads of different requests run side by side instead
-        options.inter_op_num_threads = 1
-        options.enable_cpu_mem_arena = False
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(head.SerializeToString(), options, providers=providers)
+        self.session = _session(head, providers)
         self.mask_dtype = mask_dtype
 
     def run(self, logits: np.ndarray, size: tuple[int, int], tile_pixels: int = TILE_PIXELS) -> np.ndarray:

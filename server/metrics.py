@@ -51,6 +51,9 @@ MODEL_INFO = Gauge(
     "The served version of each model (value 1; the series of a replaced or unloaded version is removed).",
     ["model", "version", "name", "variant", "num_labels", "precision", "providers", "mode", "foreign"],
 )
+SLIDE_WINDOWS = Counter(
+    "segformer_slide_windows_total", "Sliding windows run (mode=slide), each a batch item.", ["model"]
+)
 MODEL_READY = Gauge("segformer_model_ready", "1 while the model serves, else 0.", ["model"])
 MODEL_LOADS = Counter(
     "segformer_model_loads_total", "Model loads (first loads and reloads) by outcome.", ["model", "outcome"]

@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from contract.metadata import PREFIX, read_metadata
-from server import errors, imaging
+from server import errors, imaging, slide
 from server.batcher import Batcher
 from server.metrics import MODEL_INFO
 from server.pool import SessionPool
 from server.schemas import Batching, ModelClass, ModelDescription
 from server.settings import Settings
 from server.source import content_hash, resolve_model
-from server.types import Mode
+from server.types import MODES, Mode
 
 log = logging.getLogger("segformer.runtime")
 
@@ -107,7 +107,7 @@ class ModelRuntime:
             ],
             inference_size=spec.inference_size,
             mode=self.default_mode,
-            modes=["resize"] if spec.fixed_size else ["resize", "native"],
+            modes=["resize"] if spec.fixed_size else list(MODES),
             native_max_side=s.native_max_side,
             mask_dtype=str(spec.mask_dtype),
             precision=spec.precision,
@@ -140,15 +140,30 @@ class ModelRuntime:
         """The image's low-resolution logits through the batcher, with (queue, inference) seconds."""
         return await self.batcher.infer(image, deadline)
 
+    def slide_plan(self, height: int, width: int) -> slide.SlidePlan:
+        """The windows for an image (``--slide-crop``/``--slide-stride``); 413 beyond the window cap."""
+        s = self.settings
+        crop = (s.slide_crop, s.slide_crop) if s.slide_crop else self.spec.inference_size
+        stride = tuple(s.slide_stride or max(1, c * 3 // 4) for c in crop)
+        layout = slide.plan(height, width, crop, stride)  # type: ignore[arg-type]
+        if layout.windows > s.slide_max_windows:
+            raise errors.ServeError(
+                413,
+                "too_many_windows",
+                f"a {width}x{height} image needs {layout.windows} windows of {crop[1]}x{crop[0]} "
+                f"(stride {stride[1]}x{stride[0]}); the limit is {s.slide_max_windows} (--slide-max-windows)",
+            )
+        return layout
+
     def mask(self, logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """The per-image stage (blocking: run it in a thread): logits → mask at ``size``, in tiles."""
         return self.pool.head.run(logits, size)
 
     def check_mode(self, mode: str | None) -> Mode:
         chosen = mode or self.default_mode
-        if chosen not in ("resize", "native"):
-            raise errors.invalid_argument(f"unknown mode {chosen!r}; use resize or native")
-        if chosen == "native" and self.spec.fixed_size is not None:
+        if chosen not in MODES:
+            raise errors.invalid_argument(f"unknown mode {chosen!r}; use resize, native or slide")
+        if chosen != "resize" and self.spec.fixed_size is not None:
             raise errors.invalid_argument(
                 f"model {self.name!r} has a fixed input size {self.spec.fixed_size}; use mode=resize"
             )

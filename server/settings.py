@@ -92,7 +92,12 @@ class Settings(BaseSettings):
         300_000.0, gt=0, description="longest deadline a request may ask for (larger ones are clamped)"
     )
     # inference
-    mode: Literal["resize", "native"] = Field("resize", description="default inference mode")
+    mode: Literal["resize", "native", "slide"] = Field("resize", description="default inference mode")
+    slide_crop: int = Field(
+        0, ge=0, description="slide mode: window side (pixels), 0 = the model's inference size"
+    )
+    slide_stride: int = Field(0, ge=0, description="slide mode: window step (pixels), 0 = 3/4 of the crop")
+    slide_max_windows: int = Field(128, gt=0, description="slide mode: most windows per image (413 beyond)")
     native_max_side: int = Field(1024, ge=32, description="native mode: longest side cap (pixels)")
     # limits
     max_body_bytes: int = Field(32 * MiB, gt=0, description="largest request body (413 beyond)")

@@ -13,8 +13,8 @@ from pydantic import BaseModel
 
 from contract.spec import ModelSpec
 
-Mode = Literal["resize", "native"]
-MODES: tuple[Mode, ...] = ("resize", "native")
+Mode = Literal["resize", "native", "slide"]
+MODES: tuple[Mode, ...] = ("resize", "native", "slide")
 
 
 @dataclass

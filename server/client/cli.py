@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-o", "--out", type=Path, default=Path("masks"), help="output folder (default masks/)"
     )
-    parser.add_argument("--mode", choices=("resize", "native"), default=None, help="inference mode")
+    parser.add_argument("--mode", choices=("resize", "native", "slide"), default=None, help="inference mode")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
     parser.add_argument("--inflight", type=int, default=8, help="REST: concurrent requests for a folder")
     parser.add_argument("--info", action="store_true", help="print the served model as JSON and exit")

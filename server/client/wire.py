@@ -15,6 +15,7 @@ MODES = {
     None: pb.INFERENCE_MODE_UNSPECIFIED,
     "resize": pb.INFERENCE_MODE_RESIZE,
     "native": pb.INFERENCE_MODE_NATIVE,
+    "slide": pb.INFERENCE_MODE_SLIDE,
 }
 
 

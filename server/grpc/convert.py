@@ -39,7 +39,11 @@ STATUS_TABLE: dict[int | tuple[int, str], grpc.StatusCode] = {
     504: Code.DEADLINE_EXCEEDED,
 }
 
-MODES = {pb.INFERENCE_MODE_RESIZE: "resize", pb.INFERENCE_MODE_NATIVE: "native"}
+MODES = {
+    pb.INFERENCE_MODE_RESIZE: "resize",
+    pb.INFERENCE_MODE_NATIVE: "native",
+    pb.INFERENCE_MODE_SLIDE: "slide",
+}
 MASK_FORMATS = (pb.MASK_FORMAT_UNSPECIFIED, pb.MASK_FORMAT_PNG, pb.MASK_FORMAT_RAW)
 DTYPES = {np.dtype(np.uint8): pb.MASK_DTYPE_UINT8, np.dtype(np.uint16): pb.MASK_DTYPE_UINT16}
 
@@ -49,7 +53,9 @@ def mode(value: int) -> str | None:
     if value == pb.INFERENCE_MODE_UNSPECIFIED:
         return None
     if value not in MODES:
-        raise errors.invalid_argument(f"unknown inference mode {value}; use 1 (RESIZE) or 2 (NATIVE)")
+        raise errors.invalid_argument(
+            f"unknown inference mode {value}; use 1 (RESIZE), 2 (NATIVE) or 3 (SLIDE)"
+        )
     return MODES[value]
 
 

@@ -144,7 +144,7 @@ async def _segment(
 
 
 FormatQuery = Annotated[Format | None, Query(description="png (default), json or overlay")]
-ModeQuery = Annotated[Literal["resize", "native"] | None, Query(description="inference mode")]
+ModeQuery = Annotated[Literal["resize", "native", "slide"] | None, Query(description="inference mode")]
 TimeoutQuery = Annotated[
     float | None,
     Query(gt=0, allow_inf_nan=False, description="deadline in ms (at most --max-request-timeout-ms)"),

@@ -13,6 +13,7 @@ class InferenceMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INFERENCE_MODE_UNSPECIFIED: _ClassVar[InferenceMode]
     INFERENCE_MODE_RESIZE: _ClassVar[InferenceMode]
     INFERENCE_MODE_NATIVE: _ClassVar[InferenceMode]
+    INFERENCE_MODE_SLIDE: _ClassVar[InferenceMode]
 
 class MaskFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -28,6 +29,7 @@ class MaskDtype(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 INFERENCE_MODE_UNSPECIFIED: InferenceMode
 INFERENCE_MODE_RESIZE: InferenceMode
 INFERENCE_MODE_NATIVE: InferenceMode
+INFERENCE_MODE_SLIDE: InferenceMode
 MASK_FORMAT_UNSPECIFIED: MaskFormat
 MASK_FORMAT_PNG: MaskFormat
 MASK_FORMAT_RAW: MaskFormat
