@@ -8,7 +8,9 @@ session, picks the key whose oldest request waited longest, lets that batch fill
 ``max_queue_delay`` (or until ``max_batch_size``), and runs it in the background while forming the next.
 With ``fill_only_while_arriving`` (the data plane's choice) the fill wait only happens while another
 request is on its way (inside ``arriving``: being decoded and preprocessed): a lone request on an idle
-server is dispatched at once instead of waiting ``max_queue_delay`` for company that cannot come.
+server is dispatched at once instead of waiting ``max_queue_delay`` for company that cannot come —
+unless a batch finished less than a batch's run time ago (its clients, closed loops, may be about to
+send again: then the batch waits ``max_queue_delay`` for them as well).
 A cancelled or expired request is dropped before its batch runs and its result is discarded if it
 expires while running; the other requests of the batch are unaffected.
 """
@@ -195,9 +197,11 @@ class Batcher:
         if key is None:
             return []
         fill_until = self._queues[key][0].enqueued + self.max_queue_delay_s
+        # a batch ran a moment ago: its closed-loop clients are likely to send again, so wait for them too
+        recent = time.monotonic() - self.pool.idle_since < self._batch_seconds
         while len(self._queues.get(key, ())) < self.max_batch_size:
             remaining = fill_until - time.monotonic()
-            nobody_coming = self.fill_only_while_arriving and not self._arriving
+            nobody_coming = self.fill_only_while_arriving and not self._arriving and not recent
             if remaining <= 0 or nobody_coming or not await self._wait_for_work(remaining):
                 break
         queue = self._queues.get(key, deque())

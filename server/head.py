@@ -17,7 +17,8 @@ import onnxruntime as ort
 
 from contract.head import HEAD_LOGITS, HEAD_OUT_HW, HEAD_ROWS
 
-#: output pixels per tile: top-K (K=3) holds 12 float planes per tile, ~50 MB at 1 Mpx
+#: output pixels per tile: top-K (K=3) holds 12 float planes per tile, ~50 MB at 1 Mpx (tried 4 Mpx:
+#: ~20 % less head time on a 2 Mpx image, but a 36 Mpx PNG peaked at 1.34 GB and three at once at 2.9 GB)
 TILE_PIXELS = 1 << 20
 
 
@@ -29,10 +30,13 @@ def tile_rows(height: int, width: int, tile_pixels: int = TILE_PIXELS) -> list[t
     return [(start, min(height, start + rows)) for start in range(0, height, rows)]
 
 
-def _session(graph: onnx.ModelProto, providers: list[object]) -> ort.InferenceSession:
+def _session(graph: onnx.ModelProto, providers: list[object], threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1  # heads of different requests run side by side instead
+    # every core for a lone request's head (its latency); heads of concurrent requests share the cores,
+    # so the threads do not spin while waiting
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.enable_cpu_mem_arena = False
     options.log_severity_level = 3
     return ort.InferenceSession(graph.SerializeToString(), options, providers=providers)
@@ -41,8 +45,10 @@ def _session(graph: onnx.ModelProto, providers: list[object]) -> ort.InferenceSe
 class MaskHead:
     """A session over the head graph (no arena: its allocations are returned after each tile)."""
 
-    def __init__(self, head: onnx.ModelProto, providers: list[object], mask_dtype: np.dtype) -> None:
-        self.session = _session(head, providers)
+    def __init__(
+        self, head: onnx.ModelProto, providers: list[object], mask_dtype: np.dtype, threads: int = 1
+    ) -> None:
+        self.session = _session(head, providers, threads)
         self.mask_dtype = mask_dtype
 
     def run(self, logits: np.ndarray, size: tuple[int, int], tile_pixels: int = TILE_PIXELS) -> np.ndarray:

@@ -134,7 +134,8 @@ class SessionPool:
             log.warning("CUDA provider is installed but unusable here; falling back to CPU")
         inputs = {i.name: i for i in first.get_inputs()}
         self.spec = ModelSpec.from_graph(meta, list(inputs["image"].shape))
-        self.head = MaskHead(parts.head, providers, self.spec.mask_dtype)
+        head_threads = plan.solo_threads or plan.lane_threads * plan.lanes
+        self.head = MaskHead(parts.head, providers, self.spec.mask_dtype, head_threads)
         self.upsample = parts.mode
         self._free_lanes = list(self.lanes)
         self._solo_busy = False
