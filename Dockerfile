@@ -2,7 +2,7 @@
 #
 #   GPU (default):  docker build --target runtime -t segformer-serve:gpu .
 #   CPU:            docker build --target runtime --build-arg BASE=python:3.11-slim \
-#                                --build-arg ORT_EXTRA=cpu -t segformer-serve:cpu .
+#                                --build-arg ORT_EXTRA=cpu,openvino -t segformer-serve:cpu .
 #   model baked in: docker build --target baked --build-arg EXPORT_SOURCE=nvidia/segformer-b0-finetuned-ade-512-512 ...
 #
 # Stages: python-base (BASE + a python3 with venv) -> builder (venv with `.[ORT_EXTRA]`, no torch)
@@ -30,7 +30,8 @@ RUN if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then \
 
 # ---------------------------------------------------------------------------------------------------------
 FROM python-base AS builder
-# cpu -> onnxruntime, gpu -> onnxruntime-gpu (pyproject extras; never both)
+# cpu -> onnxruntime, gpu -> onnxruntime-gpu (pyproject extras; never both); a comma list adds extras:
+# the CPU image is built with cpu,openvino (OpenVINO bf16 on AMX / AVX512-BF16 CPUs, docs/openvino.md)
 ARG ORT_EXTRA=gpu
 # (byte-compiled at install: the non-root runtime user cannot write __pycache__ into /opt/venv)
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -40,7 +41,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 RUN --mount=type=cache,target=/root/.cache/pip \
     python3 -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
-print("\n".join(p["dependencies"] + p["optional-dependencies"][sys.argv[1]]))' "${ORT_EXTRA}" > /tmp/requirements.txt \
+extras = p["optional-dependencies"]; \
+print("\n".join(p["dependencies"] + [d for e in sys.argv[1].split(",") for d in extras[e]]))' "${ORT_EXTRA}" > /tmp/requirements.txt \
     && /opt/venv/bin/pip install -r /tmp/requirements.txt
 # 2) the project itself (no deps: all resolved above), as a regular (non-editable) install; then check it
 #    imports with no torch, and drop pip/setuptools (not needed to serve; the export stage restores pip)
