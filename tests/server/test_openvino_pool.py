@@ -1,0 +1,66 @@
+"""The OpenVINO pool: the graph as OpenVINO reads it, the solo/lanes plan, output_size, the bf16 check."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from server.settings import Settings
+
+ov = pytest.importorskip("openvino", reason="the openvino extra is not installed")
+
+from server.openvino_pool import OpenVinoPool, read_graph  # noqa: E402  (needs openvino)
+
+
+def test_output_size_becomes_a_real_input(random_b0_onnx: Path) -> None:
+    plain = ov.Core().read_model(str(random_b0_onnx))
+    assert [p.get_any_name() for p in plain.inputs] == ["image"]  # OpenVINO froze the initializer-input
+    model = read_graph(ov.Core(), random_b0_onnx)
+    assert [p.get_any_name() for p in model.inputs] == ["image", "output_size"]
+
+
+def test_fp32_pool_matches_onnxruntime_at_any_output_size(random_b0_onnx: Path) -> None:
+    pool = OpenVinoPool(random_b0_onnx, Settings(), "fp32", cores=2)
+    assert (pool.size, pool.solo is not None, pool.plan.lane_threads) == (2, True, 1)
+    assert pool.spec.num_labels == 150 and pool.spec.inference_size == (512, 512)
+    assert pool.precision == "fp32" and pool.check.agreement is None and not pool.check.fallback
+    session = ort.InferenceSession(str(random_b0_onnx), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 256, 320, 3), dtype=np.uint8)
+
+    async def scenario() -> list[np.ndarray]:
+        solo = await pool.acquire(alone=True)
+        assert solo is pool.solo and pool.kind(solo) == "solo" and pool.busy == 1
+        first = await pool.run(solo, images[:1], (100, 70))
+        pool.release(solo)
+        lanes = [await pool.acquire(), await pool.acquire()]
+        assert {pool.kind(lane) for lane in lanes} == {"lane"} and pool.busy == 2
+        both = await asyncio.gather(*(pool.run(lane, images, (301, 17)) for lane in lanes))
+        for lane in lanes:
+            pool.release(lane)
+        assert pool.busy == 0
+        return [first, *both]
+
+    try:
+        first, batch, again = asyncio.run(scenario())
+    finally:
+        pool.close()
+    (expected_first,) = session.run(["mask"], {"image": images[:1], "output_size": np.array([100, 70])})
+    (expected,) = session.run(["mask"], {"image": images, "output_size": np.array([301, 17])})
+    assert first.shape == (1, 100, 70) and batch.shape == again.shape == (2, 301, 17)
+    assert np.mean(first == expected_first) > 0.999 and np.mean(batch == expected) > 0.999
+    assert np.array_equal(batch, again)
+
+
+def test_bf16_below_the_threshold_falls_back_to_fp32(random_b0_onnx: Path) -> None:
+    pool = OpenVinoPool(random_b0_onnx, Settings(bf16_min_agreement=1.0, sessions=1), "bf16", cores=2)
+    try:
+        assert pool.check.asked == "bf16" and pool.check.agreement is not None
+        assert pool.check.agreement < 1.0 and pool.check.fallback
+        assert pool.precision == "fp32" and pool.providers == ["OpenVINO:CPU:f32"] and pool.solo is None
+    finally:
+        pool.close()
