@@ -86,6 +86,8 @@ def _precision(settings: Settings, runtime: Runtime, flags: frozenset[str], reas
         return Choice(runtime, "fp32", reason)
     if asked == "auto":
         return Choice(runtime, "bf16" if has_native_bf16(flags) else "fp32", reason)
+    if asked == "bf16" and not has_native_bf16(flags):
+        raise ValueError("--precision bf16 on OpenVINO CPU needs AMX-BF16 or AVX512-BF16 (use fp32)")
     if asked == "fp16" and not flags & FP16_FLAGS:
-        raise ValueError("--precision fp16 on OpenVINO CPU needs AMX-FP16 or AVX512-FP16")
+        raise ValueError("--precision fp16 on OpenVINO CPU needs AMX-FP16 or AVX512-FP16 (use fp32)")
     return Choice(runtime, asked, reason)

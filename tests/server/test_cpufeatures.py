@@ -42,8 +42,8 @@ def test_auto(
 
 def test_explicit_choices() -> None:
     assert choose_runtime(Settings(runtime="openvino"), OLD, True, False).precision == "fp32"
-    bf16 = choose_runtime(Settings(runtime="openvino", precision="bf16"), OLD, True, False)
-    assert bf16.precision == "bf16"  # asked: OpenVINO emulates it (slowly) where the CPU lacks it
+    bf16 = choose_runtime(Settings(runtime="openvino", precision="bf16"), AMX, True, False)
+    assert bf16.precision == "bf16"
     fp32 = choose_runtime(Settings(runtime="openvino", precision="fp32"), AMX, True, False)
     assert (fp32.runtime, fp32.precision) == ("openvino", "fp32")
     assert choose_runtime(Settings(runtime="onnxruntime"), AMX, True, False).runtime == "onnxruntime"
@@ -61,3 +61,5 @@ def test_explicit_choices() -> None:
 def test_impossible_requests_are_refused(settings: Settings, openvino: bool, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         choose_runtime(settings, AMX, openvino, False)
+    with pytest.raises(ValueError, match="AMX-BF16"):  # no emulated bf16 on a CPU without it
+        choose_runtime(Settings(runtime="openvino", precision="bf16"), OLD, True, False)

@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from server.cpufeatures import cpu_flags, has_native_bf16
 from server.settings import Settings
 
 ov = pytest.importorskip("openvino", reason="the openvino extra is not installed")
@@ -56,6 +57,7 @@ def test_fp32_pool_matches_onnxruntime_at_any_output_size(random_b0_onnx: Path) 
     assert np.array_equal(batch, again)
 
 
+@pytest.mark.skipif(not has_native_bf16(cpu_flags()), reason="this CPU has no native bf16")
 def test_bf16_below_the_threshold_falls_back_to_fp32(random_b0_onnx: Path) -> None:
     pool = OpenVinoPool(random_b0_onnx, Settings(bf16_min_agreement=1.0, sessions=1), "bf16", cores=2)
     try:
