@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import statistics
@@ -55,6 +56,19 @@ def test_raw_ort_baseline(tiny_graph: Path, tmp_path: Path, output: str, batch: 
     assert result["requests"] >= 3 and result["images_per_s"] > 0 and result["peak_rss_mb"] > 0
     if output == "pipeline":
         assert set(result["extra"]["stage_ms"]) == {"decode", "resize", "run", "encode"}
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("openvino") is None, reason="the openvino extra is not installed"
+)
+@pytest.mark.parametrize("streams", [1, 2])
+def test_raw_openvino_baseline(tiny_graph: Path, tmp_path: Path, streams: int) -> None:
+    out = tmp_path / "r.json"
+    args = ["ov", str(tiny_graph), "--precision", "fp32", "--sessions", str(streams), "--duration", "0.2"]
+    inproc_main([*args, "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["system"] == "ov-mask-fp32" and result["batch"] == 1
+    assert result["requests"] >= 3 * streams and result["images_per_s"] > 0
 
 
 def _row(system: str, c: int, ips: float, p50: float) -> dict[str, object]:
