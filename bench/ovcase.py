@@ -41,6 +41,7 @@ class OvCase:
         self.originals = [np.array([im.height, im.width], dtype=np.int64) for im in decoded]
         self.inputs = [imaging.resize_bilinear(im, (height, width))[None] for im in decoded]
         self.steps: list[Callable[[int], None]] = [self._step(r) for r in self.requests]
+        self.steps[0](0)  # once before the threads start: first concurrent `infer` calls can deadlock
 
     def _step(self, request: object) -> Callable[[int], None]:
         def step(i: int) -> None:

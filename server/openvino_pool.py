@@ -114,6 +114,7 @@ class OpenVinoPool:
         self.precision: Precision = "fp32" if self.check.fallback else precision
         lanes_model = self._compile(self.precision, plan.lanes, plan.lanes * plan.lane_threads)
         self.lanes = [lanes_model.create_infer_request() for _ in range(plan.lanes)]
+        self._prime()
         self.sessions = list(self.lanes)
         self.providers = [f"OpenVINO:CPU:{HINTS[self.precision]}"]
         self._free_lanes = list(self.lanes)
@@ -124,6 +125,13 @@ class OpenVinoPool:
             "loaded %s: OpenVINO %s CPU %s, %d stream(s) of %d thread(s)",
             model_path.name, ov.get_version(), self.precision, plan.lanes, plan.lane_threads,
         )  # fmt: skip
+
+    def _prime(self) -> None:
+        """One small inference before any two threads call ``infer``: the first concurrent calls into the
+        Python bindings can deadlock (seen with 2026.4: one thread inside a static initialiser waits for
+        the GIL, the other holds the GIL and waits for that initialiser)."""
+        height, width = self.spec.fixed_size or (64, 64)
+        self._infer(self.lanes[0], self._feeds(np.zeros((1, height, width, 3), np.uint8), (height, width)))
 
     def _image_shape(self) -> list[Any]:
         shape = self._model.input("image").get_partial_shape()
