@@ -43,7 +43,13 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     python3 -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
 extras = p["optional-dependencies"]; \
 print("\n".join(p["dependencies"] + [d for e in sys.argv[1].split(",") for d in extras[e]]))' "${ORT_EXTRA}" > /tmp/requirements.txt \
-    && /opt/venv/bin/pip install -r /tmp/requirements.txt
+    && /opt/venv/bin/pip install -r /tmp/requirements.txt \
+    && ov="$(/opt/venv/bin/python -c 'import importlib.util as u; s = u.find_spec("openvino"); print(s.submodule_search_locations[0] if s else "")')" \
+    && if [ -n "$ov" ]; then \
+      echo "openvino: dropping the GPU/NPU plugins, the non-ONNX frontends and the C++ headers (180 -> 112 MB)"; \
+      rm -rf "$ov/include" "$ov"/libs/libopenvino_intel_{gpu,npu}_plugin.so \
+        "$ov"/libs/libopenvino_{tensorflow,tensorflow_lite,pytorch,paddle,jax,gguf}_frontend.so*; \
+    fi
 # 2) the project itself (no deps: all resolved above), as a regular (non-editable) install; then check it
 #    imports with no torch, and drop pip/setuptools (not needed to serve; the export stage restores pip)
 COPY model/ model/
@@ -52,6 +58,8 @@ COPY server/ server/
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/venv/bin/pip install --no-deps . \
     && /opt/venv/bin/python -c 'import onnxruntime, server; print("onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers())' \
+    && { ! /opt/venv/bin/python -c 'import importlib.util as u, sys; sys.exit(u.find_spec("openvino") is None)' \
+         || /opt/venv/bin/python -c 'import openvino as ov; print("openvino", ov.__version__, ov.Core().available_devices)'; } \
     && if /opt/venv/bin/python -c 'import torch' 2>/dev/null; then echo "torch must not be in the serving venv" >&2; exit 1; fi \
     && /opt/venv/bin/python -m pip uninstall -q -y pip setuptools
 
