@@ -52,6 +52,7 @@ print("\n".join(p["dependencies"] + [d for e in sys.argv[1].split(",") for d in 
     fi
 # 2) the project itself (no deps: all resolved above), as a regular (non-editable) install; then check it
 #    imports with no torch, and drop pip/setuptools (not needed to serve; the export stage restores pip)
+COPY contract/ contract/
 COPY model/ model/
 COPY export/ export/
 COPY server/ server/
