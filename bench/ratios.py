@@ -115,6 +115,11 @@ def _openvino(results: list[Result], ours: Result | None) -> list[Ratio]:
         _ratio("throughput ours-OpenVINO / ours-ORT (peaks)", ov, ours, 1.4),
         _ratio("throughput ours-OpenVINO / raw OpenVINO bf16 (best of 1 and 2 streams)", ov, raw, 0.9),
     ]
+    ov_eff, ort_eff = (efficiency(r) if r else None for r in (ov, ours))
+    if ov_eff and ort_eff:
+        detail = f"{ov_eff:.2f} vs {ort_eff:.2f} images per CPU-second (the peak rows above)"
+        name = "CPU efficiency ours-OpenVINO / ours-ORT (info)"
+        out.append(Ratio(name, ov_eff / ort_eff, "—", None, detail))
     c1, raw1 = pick(results, "ours-ov-rest", 1), pick(results, "ov-mask")
     if c1 and raw1:
         delta = c1["p50_ms"] - raw1["p50_ms"]
