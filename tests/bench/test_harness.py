@@ -104,6 +104,24 @@ def test_ratios_report_and_plots(tmp_path: Path) -> None:
     assert "| throughput ours / HF transformers | 2.60× |" in text and "throughput_vs_concurrency.png" in text
 
 
+def test_openvino_targets() -> None:
+    results = [
+        _row("ours-rest", 4, 5.0, 760.0),
+        _row("ov-mask", 1, 7.0, 140.0),
+        _row("ov-mask-2s", 1, 7.5, 260.0),
+        _row("ours-ov-rest", 1, 6.9, 145.0),
+        _row("ours-ov-rest", 4, 7.2, 540.0),
+    ]
+    computed = {r.name: r for r in ratios.compute(results)}
+    vs_ort = computed["throughput ours-OpenVINO / ours-ORT (peaks)"]
+    assert vs_ort.value == pytest.approx(7.2 / 5.0) and vs_ort.met is True
+    vs_raw = computed["throughput ours-OpenVINO / raw OpenVINO bf16 (best of 1 and 2 streams)"]
+    assert vs_raw.value == pytest.approx(7.2 / 7.5) and vs_raw.met is True
+    assert computed["p50 at c=1: ours-OpenVINO − raw OpenVINO (ms)"].value == pytest.approx(5.0)
+    rss = computed["peak RSS ours-OpenVINO / ours-ORT"]
+    assert rss.value == pytest.approx(1.0) and rss.met is True  # _row: 100 MB everywhere
+
+
 def test_a_failing_phase_is_noted_and_the_run_goes_on(tmp_path: Path) -> None:
     plan = Plan(model="random:b0", hf_source="random:b0", images=[], work=tmp_path)
     with phase(plan, "PyTriton"):
