@@ -1,7 +1,8 @@
 """One raw OpenVINO case: the serving graph compiled for the CPU and the steps the in-process loop times.
 
-The graph is read like the server reads it (``server.openvino_pool.read_graph``: ``output_size`` made a
-real input), compiled with ``INFERENCE_PRECISION_HINT`` (bf16 by default: the new ceiling on AMX CPUs),
+The whole contract graph (network, upsampling and argmax) runs in OpenVINO: ``read_graph`` makes its
+``output_size`` initializer-input a real input (OpenVINO freezes it into a constant), then it is
+compiled with ``INFERENCE_PRECISION_HINT`` (bf16 by default: the new ceiling on AMX CPUs),
 ``NUM_STREAMS`` = ``streams`` and ``INFERENCE_NUM_THREADS`` = the thread budget; one infer request per
 stream, each looped in its own thread by ``bench.inproc.side_by_side`` (``infer`` releases the GIL).
 """
@@ -12,6 +13,7 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -21,13 +23,38 @@ from server import imaging
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
 
+def read_graph(core: Any, path: Path) -> Any:
+    """The graph with ``output_size`` as a real ``[2]`` int64 input (OpenVINO freezes the initializer)."""
+    import openvino as ov
+    import openvino.opset13 as opset
+
+    model = core.read_model(str(path))
+    if any("output_size" in port.get_names() for port in model.inputs):
+        return model
+    for node in model.get_ordered_ops():
+        if node.get_type_name() == "Constant" and "output_size" in node.output(0).get_names():
+            param = opset.parameter([2], ov.Type.i64, name="output_size")
+            param.output(0).set_names({"output_size"})
+            node.output(0).replace(param.output(0))
+            model.add_parameters([param])
+            model.validate_nodes_and_infer_types()
+            break
+    return model
+
+
+def graph_metadata(model: Any) -> dict[str, str]:
+    """The ONNX ``metadata_props`` (OpenVINO keeps them under ``rt_info["framework"]``)."""
+    if not model.has_rt_info(["framework"]):
+        return {}
+    framework = model.get_rt_info(["framework"]).astype(dict)
+    return {str(key): value.astype(str) for key, value in framework.items()}
+
+
 class OvCase:
     """``steps[s](i)`` runs image ``i`` (mod the set) on stream ``s``'s infer request."""
 
     def __init__(self, graph: Path, threads: int, streams: int, precision: str, images: list[bytes]) -> None:
         import openvino as ov
-
-        from server.openvino_pool import graph_metadata, read_graph
 
         core = ov.Core()
         model = read_graph(core, graph)

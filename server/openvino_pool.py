@@ -8,9 +8,10 @@ load than solo + lanes, and each compiled stream keeps its own activation memory
 512x512: in-process peak RSS 613 vs 782 MB). ``--sessions 1`` is the all-core, latency-first choice.
 ``InferRequest.infer`` releases the GIL, so lanes run side by side in the pool's threads.
 
-The contract graph's ``output_size`` is an initializer-input, which OpenVINO freezes into a constant at
-read time; the constant is swapped for a real ``[2]`` int64 parameter, so the output size stays per batch
-with dynamic shapes and no recompilation.
+OpenVINO compiles the graph's batched stage (``contract.head.split``: image uint8 -> logits float32,
+no ``output_size`` input); the per-image stage (upsampling + argmax at each image's size, in tiles)
+is the same ONNX Runtime fp32 ``server.head.MaskHead`` as on the ORT pool, so only the network runs in
+bf16 and the upsampling to full size never does.
 
 bf16 and fp16 are checked when the pool loads: masks on a few smooth synthetic images at the
 verification shapes are compared with an fp32 compilation; below ``--bf16-min-agreement`` the pool
@@ -28,12 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import openvino as ov
-import openvino.opset13 as opset
 from PIL import Image
 
+from contract.head import split
 from contract.spec import ModelSpec
 from server.cpufeatures import Precision
+from server.head import MaskHead
 from server.pool import PoolPlan
 from server.settings import Settings, usable_cores
 
@@ -49,30 +52,6 @@ class PrecisionCheck:
     asked: Precision
     agreement: float | None  # None: fp32 asked, nothing to check
     fallback: bool
-
-
-def read_graph(core: ov.Core, path: Path) -> ov.Model:
-    """The graph with ``output_size`` as a real input (OpenVINO freezes the initializer-input)."""
-    model = core.read_model(str(path))
-    if any("output_size" in port.get_names() for port in model.inputs):
-        return model
-    for node in model.get_ordered_ops():
-        if node.get_type_name() == "Constant" and "output_size" in node.output(0).get_names():
-            param = opset.parameter([2], ov.Type.i64, name="output_size")
-            param.output(0).set_names({"output_size"})
-            node.output(0).replace(param.output(0))
-            model.add_parameters([param])
-            model.validate_nodes_and_infer_types()
-            break
-    return model
-
-
-def graph_metadata(model: ov.Model) -> dict[str, str]:
-    """The ONNX ``metadata_props`` (OpenVINO keeps them under ``rt_info["framework"]``)."""
-    if not model.has_rt_info(["framework"]):
-        return {}
-    framework = model.get_rt_info(["framework"]).astype(dict)
-    return {str(key): value.astype(str) for key, value in framework.items()}
 
 
 def check_images(inference_size: tuple[int, int], fixed: bool) -> list[np.ndarray]:
@@ -106,10 +85,15 @@ class OpenVinoPool:
         self, model_path: Path, settings: Settings, precision: Precision, cores: int | None = None
     ) -> None:
         self.core = ov.Core()
-        self._model = read_graph(self.core, model_path)
+        graph = onnx.load(str(model_path))
+        meta = {p.key: p.value for p in graph.metadata_props}
+        parts = split(graph)  # the batched stage (image -> logits) and the per-image head
+        del graph
+        self._model = self.core.read_model(parts.body.SerializeToString())
         self.plan = plan = openvino_plan(settings, cores or usable_cores())
-        self.spec = ModelSpec.from_graph(graph_metadata(self._model), self._image_shape())
-        self.has_output_size = any("output_size" in port.get_names() for port in self._model.inputs)
+        self.spec = ModelSpec.from_graph(meta, self._image_shape())
+        self.head = MaskHead(parts.head, ["CPUExecutionProvider"], self.spec.mask_dtype)
+        self.upsample = parts.mode
         self.check = self._check_precision(precision, settings.bf16_min_agreement)
         self.precision: Precision = "fp32" if self.check.fallback else precision
         lanes_model = self._compile(self.precision, plan.lanes, plan.lanes * plan.lane_threads)
@@ -131,7 +115,7 @@ class OpenVinoPool:
         Python bindings can deadlock (seen with 2026.4: one thread inside a static initialiser waits for
         the GIL, the other holds the GIL and waits for that initialiser)."""
         height, width = self.spec.fixed_size or (64, 64)
-        self._infer(self.lanes[0], self._feeds(np.zeros((1, height, width, 3), np.uint8), (height, width)))
+        self._infer(self.lanes[0], np.zeros((1, height, width, 3), np.uint8))
 
     def _image_shape(self) -> list[Any]:
         shape = self._model.input("image").get_partial_shape()
@@ -153,8 +137,10 @@ class OpenVinoPool:
         reduced, full = (self._compile(p, 1, threads) for p in (precision, "fp32"))
         scores = []
         for image in check_images(self.spec.inference_size, self.spec.fixed_size is not None):
-            feeds = self._feeds(image, (image.shape[1], image.shape[2]))
-            masks = [model.create_infer_request().infer(feeds)["mask"] for model in (reduced, full)]
+            size = (image.shape[1], image.shape[2])
+            masks = [
+                self.head.run(self._infer(m.create_infer_request(), image)[0], size) for m in (reduced, full)
+            ]
             scores.append(float(np.mean(masks[0] == masks[1])))
         worst = min(scores)
         fallback = worst < minimum
@@ -195,30 +181,26 @@ class OpenVinoPool:
     def kind(self, request: ov.InferRequest) -> str:
         return "lane"
 
-    def _feeds(self, images: np.ndarray, output_size: tuple[int, int]) -> dict[str, np.ndarray]:
-        feeds = {"image": np.ascontiguousarray(images)}
-        if self.has_output_size:
-            feeds["output_size"] = np.asarray(output_size, dtype=np.int64)
-        return feeds
-
     @staticmethod
-    def _infer(request: ov.InferRequest, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return request.infer(feeds, share_inputs=True)["mask"]
+    def _infer(request: ov.InferRequest, images: np.ndarray) -> np.ndarray:
+        return request.infer({"image": np.ascontiguousarray(images)}, share_inputs=True)["logits"]
 
-    async def run(
-        self, request: ov.InferRequest, images: np.ndarray, output_size: tuple[int, int]
-    ) -> np.ndarray:
-        """``mask`` for a uint8 ``[N, H, W, 3]`` batch, computed in the pool's thread executor."""
-        feeds = self._feeds(images, output_size)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._infer, request, feeds)
+    async def run(self, request: ov.InferRequest, images: np.ndarray) -> np.ndarray:
+        """float32 ``logits`` ``[N, C, h, w]`` of a uint8 ``[N, H, W, 3]`` batch (the batched stage), in
+        the pool's thread executor; ``head.run`` turns each image's logits into its mask."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._infer, request, images)
 
     def warm_up(self, runs: int) -> float:
+        """Run every infer request ``runs`` times at the inference size, and the head (blocking); seconds."""
         start = time.perf_counter()
         height, width = self.spec.inference_size
         image = np.full((1, height, width, 3), 128, dtype=np.uint8)
+        logits = None
         for request in self.sessions:
             for _ in range(runs):
-                self._infer(request, self._feeds(image, (height, width)))
+                logits = self._infer(request, image)
+        if logits is not None:
+            self.head.run(logits[0], (height, width))
         return time.perf_counter() - start
 
     def close(self) -> None:

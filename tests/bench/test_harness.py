@@ -71,6 +71,17 @@ def test_raw_openvino_baseline(tiny_graph: Path, tmp_path: Path, streams: int) -
     assert result["requests"] >= 3 * streams and result["images_per_s"] > 0
 
 
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="no openvino extra")
+def test_openvino_output_size_becomes_a_real_input(tiny_graph: Path) -> None:
+    import openvino as ov
+
+    from bench.ovcase import read_graph
+
+    plain = ov.Core().read_model(str(tiny_graph))
+    assert [p.get_any_name() for p in plain.inputs] == ["image"]  # OpenVINO froze the initializer-input
+    assert [p.get_any_name() for p in read_graph(ov.Core(), tiny_graph).inputs] == ["image", "output_size"]
+
+
 def _row(system: str, c: int, ips: float, p50: float) -> dict[str, object]:
     row = summarize(system, c, [p50 / 1000] * 5, 5 / ips, cpu_cores=1.0, peak_rss_mb=100.0).__dict__
     return row
