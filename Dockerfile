@@ -2,7 +2,7 @@
 #
 #   GPU (default):  docker build --target runtime -t segformer-serve:gpu .
 #   CPU:            docker build --target runtime --build-arg BASE=python:3.11-slim \
-#                                --build-arg ORT_EXTRA=cpu -t segformer-serve:cpu .
+#                                --build-arg ORT_EXTRA=cpu,openvino -t segformer-serve:cpu .
 #   model baked in: docker build --target baked --build-arg EXPORT_SOURCE=nvidia/segformer-b0-finetuned-ade-512-512 ...
 #
 # Stages: python-base (BASE + a python3 with venv) -> builder (venv with `.[ORT_EXTRA]`, no torch)
@@ -30,7 +30,8 @@ RUN if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then \
 
 # ---------------------------------------------------------------------------------------------------------
 FROM python-base AS builder
-# cpu -> onnxruntime, gpu -> onnxruntime-gpu (pyproject extras; never both)
+# cpu -> onnxruntime, gpu -> onnxruntime-gpu (pyproject extras; never both); a comma list adds extras:
+# the CPU image is built with cpu,openvino (OpenVINO bf16 on AMX / AVX512-BF16 CPUs, docs/openvino.md)
 ARG ORT_EXTRA=gpu
 # (byte-compiled at install: the non-root runtime user cannot write __pycache__ into /opt/venv)
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -40,16 +41,26 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 RUN --mount=type=cache,target=/root/.cache/pip \
     python3 -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
-print("\n".join(p["dependencies"] + p["optional-dependencies"][sys.argv[1]]))' "${ORT_EXTRA}" > /tmp/requirements.txt \
-    && /opt/venv/bin/pip install -r /tmp/requirements.txt
+extras = p["optional-dependencies"]; \
+print("\n".join(p["dependencies"] + [d for e in sys.argv[1].split(",") for d in extras[e]]))' "${ORT_EXTRA}" > /tmp/requirements.txt \
+    && /opt/venv/bin/pip install -r /tmp/requirements.txt \
+    && ov="$(/opt/venv/bin/python -c 'import importlib.util as u; s = u.find_spec("openvino"); print(s.submodule_search_locations[0] if s else "")')" \
+    && if [ -n "$ov" ]; then \
+      echo "openvino: dropping the GPU/NPU plugins, the non-ONNX frontends and the C++ headers (180 -> 112 MB)"; \
+      rm -rf "$ov/include" "$ov"/libs/libopenvino_intel_{gpu,npu}_plugin.so \
+        "$ov"/libs/libopenvino_{tensorflow,tensorflow_lite,pytorch,paddle,jax,gguf}_frontend.so*; \
+    fi
 # 2) the project itself (no deps: all resolved above), as a regular (non-editable) install; then check it
 #    imports with no torch, and drop pip/setuptools (not needed to serve; the export stage restores pip)
+COPY contract/ contract/
 COPY model/ model/
 COPY export/ export/
 COPY server/ server/
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/venv/bin/pip install --no-deps . \
     && /opt/venv/bin/python -c 'import onnxruntime, server; print("onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers())' \
+    && { ! /opt/venv/bin/python -c 'import importlib.util as u, sys; sys.exit(u.find_spec("openvino") is None)' \
+         || /opt/venv/bin/python -c 'import openvino as ov; print("openvino", ov.__version__, ov.Core().available_devices)'; } \
     && if /opt/venv/bin/python -c 'import torch' 2>/dev/null; then echo "torch must not be in the serving venv" >&2; exit 1; fi \
     && /opt/venv/bin/python -m pip uninstall -q -y pip setuptools
 

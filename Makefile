@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-ORT_EXTRA ?= cpu
+ORT_EXTRA ?= cpu,openvino
 # Real weights and photos for the fidelity tests (skipped with a reason when absent).
 SEGFORMER_TEST_SHARED ?= $(if $(wildcard ../shared/weights),$(abspath ../shared),)
 export SEGFORMER_TEST_SHARED

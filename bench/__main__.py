@@ -10,6 +10,7 @@ else ``random:b0``; the images are the shared real JPEG photos, else synthetic J
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 from importlib import metadata
 from pathlib import Path
@@ -40,6 +41,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--triton", action="store_true", help="also measure PyTriton (creates its venv once)")
     p.add_argument("--no-hf", action="store_true", help="skip the transformers baseline")
     p.add_argument("--no-perf-analyzer", action="store_true", help="skip the perf_analyzer (v2) runs")
+    p.add_argument(
+        "--no-openvino", action="store_true", help="skip raw OpenVINO bf16 and our server on OpenVINO"
+    )
     p.add_argument("--upsample", choices=["topk", "full"], default="topk", help="the served graph's mode")
     p.add_argument("--no-compare", action="store_true", help="skip measuring the other upsample mode")
     p.add_argument("--fresh", action="store_true", help="re-export the graphs even if cached")
@@ -97,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         compare=not args.no_compare,
         hf=not args.no_hf,
         perf_analyzer=not args.no_perf_analyzer,
+        openvino=not args.no_openvino and importlib.util.find_spec("openvino") is not None,
         fresh=args.fresh,
         server_args=args.server_arg,
         out=args.out,

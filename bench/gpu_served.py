@@ -26,7 +26,8 @@ from bench.gpu_raw import device_used_mib
 from bench.servers import ROOT, OurServer, start_server
 
 # 128 closed-loop clients must not meet the default queue of 64 (503s); info logs name the providers
-QUEUE_FLAGS = ["--max-queue-size", "1024", "--log-level", "info"]
+# ONNX Runtime always: this bench measures ORT CUDA (its CPU dry run would pick OpenVINO on an AMX CPU)
+QUEUE_FLAGS = ["--runtime", "onnxruntime", "--max-queue-size", "1024", "--log-level", "info"]
 
 
 def start(graph: Path, device: str, work: Path, flags: list[str]) -> tuple[OurServer, dict[str, Any]]:

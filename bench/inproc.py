@@ -6,6 +6,9 @@
   ``mask``: the serving graph on pre-resized images with ``output_size`` = original size (run time only);
   ``logits``: the graph cut at ``logits`` (no upsample/argmax); ``pipeline``: JPEG bytes → PNG in-process
   (decode, resize, run, encode), timed per stage, to attribute what a server adds.
+``python -m bench.inproc ov GRAPH --precision bf16 --sessions 1|2 --threads 2 --out R.json [JPEGs]``
+  (c) raw OpenVINO on the CPU (``bench.ovcase``): the serving graph's ``mask``, pre-resized images;
+  ``--sessions N``: N streams (one infer request each, side by side) sharing the thread budget.
 ``python -m bench.inproc hf WEIGHTS_DIR|random:b0 --threads 2 --out R.json [JPEGs]``
   (b) the transformers path a user would write: ``SegformerImageProcessorPil`` + eager model +
   ``post_process_semantic_segmentation`` to the original size, from JPEG bytes.
@@ -82,6 +85,11 @@ def measure(args: argparse.Namespace) -> RunResult:
     if args.kind == "hf":
         step, system, batch = _hf_step(args.source, images, args.threads), "hf-transformers", 1
         stages: dict[str, float] = {}
+    elif args.kind == "ov":
+        from bench.ovcase import OvCase
+
+        ov_case = OvCase(Path(args.source), args.threads, args.sessions, args.precision, images)
+        system, batch, stages = f"ov-mask-{args.precision}", 1, {}
     else:
         threads = max(1, args.threads // args.sessions)
         cases = [
@@ -89,7 +97,9 @@ def measure(args: argparse.Namespace) -> RunResult:
         ]
         step, system, batch, stages = cases[0].step, f"ort-{args.output}", args.batch, cases[0].stages
     wall0, cpu1 = time.perf_counter(), os.times()
-    if args.kind == "ort" and args.sessions > 1:
+    if args.kind == "ov":
+        latencies = side_by_side(ov_case.steps, args.duration, args.warmup)
+    elif args.kind == "ort" and args.sessions > 1:
         latencies = side_by_side([c.step for c in cases], args.duration, args.warmup)
     else:
         latencies = timed_loop(step, args.duration, warmup=args.warmup)
@@ -112,12 +122,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("kind", choices=["ort", "hf"])
+    parser.add_argument("kind", choices=["ort", "ov", "hf"])
     parser.add_argument("source", help="ONNX graph (ort) or weights folder / random:b0 (hf)")
     parser.add_argument("--output", choices=["mask", "logits", "pipeline"], default="mask")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sessions", type=int, default=1, help="ort: sessions side by side")
+    parser.add_argument("--sessions", type=int, default=1, help="ort: sessions, ov: streams side by side")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="bf16", help="ov only")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--system", default=None, help="name to report (default: derived)")

@@ -97,10 +97,44 @@ def compute(results: list[Result], duel: dict[str, Any] | None = None) -> list[R
         delta = c1["p50_ms"] - base["p50_ms"]
         detail = f"REST c=1 p50 {c1['p50_ms']:.0f} ms vs session.run p50 {base['p50_ms']:.0f} ms"
         ratios.append(Ratio("p50 at c=1: ours − raw ORT (ms)", delta, "≤ 10 ms", delta <= 10.0, detail))
+    ratios += _openvino(results, ours)
     for other in ("full", "topk"):
         if pick(results, f"ort-mask-{other}"):
             ratios += _upsample_modes(results, other)
     return ratios
+
+
+def _openvino(results: list[Result], ours: Result | None) -> list[Ratio]:
+    """Issue #18's targets: ours on OpenVINO vs ours on ORT, vs raw OpenVINO bf16; c=1 p50; RSS."""
+    ov = peak(results, "ours-ov")
+    if ov is None:
+        return []
+    raw_rows = [r for r in (pick(results, "ov-mask"), pick(results, "ov-mask-2s")) if r]
+    raw = max(raw_rows, key=lambda r: r["images_per_s"]) if raw_rows else None
+    out = [
+        _ratio("throughput ours-OpenVINO / ours-ORT (peaks)", ov, ours, 1.4),
+        _ratio("throughput ours-OpenVINO / raw OpenVINO bf16 (best of 1 and 2 streams)", ov, raw, 0.9),
+    ]
+    ov_eff, ort_eff = (efficiency(r) if r else None for r in (ov, ours))
+    if ov_eff and ort_eff:
+        detail = f"{ov_eff:.2f} vs {ort_eff:.2f} images per CPU-second (the peak rows above)"
+        name = "CPU efficiency ours-OpenVINO / ours-ORT (info)"
+        out.append(Ratio(name, ov_eff / ort_eff, "—", None, detail))
+    c1, raw1 = pick(results, "ours-ov-rest", 1), pick(results, "ov-mask")
+    if c1 and raw1:
+        delta = c1["p50_ms"] - raw1["p50_ms"]
+        detail = f"REST c=1 p50 {c1['p50_ms']:.0f} ms vs raw OpenVINO infer p50 {raw1['p50_ms']:.0f} ms"
+        out.append(
+            Ratio("p50 at c=1: ours-OpenVINO − raw OpenVINO (ms)", delta, "≤ 10 ms", delta <= 10, detail)
+        )
+    ov_rss = max((r.get("peak_rss_mb") or 0 for r in results if r["system"] == "ours-ov-rest"), default=0)
+    ort_rss = max((r.get("peak_rss_mb") or 0 for r in results if r["system"] == "ours-rest"), default=0)
+    if ov_rss and ort_rss:
+        detail = f"peak RSS {ov_rss:.0f} MB on OpenVINO vs {ort_rss:.0f} MB on ORT"
+        out.append(
+            Ratio("peak RSS ours-OpenVINO / ours-ORT", ov_rss / ort_rss, "≤ 1×", ov_rss <= ort_rss, detail)
+        )
+    return out
 
 
 def _upsample_modes(results: list[Result], other: str) -> list[Ratio]:

@@ -44,6 +44,7 @@ class Plan:
     upsample: str = "topk"  # the served graph's upsample mode (the exporter's default)
     compare: bool = True  # also measure the other upsample mode (raw ORT + REST at the first 2 levels)
     hf: bool = True
+    openvino: bool = True  # raw OpenVINO bf16 rows and our server on OpenVINO (needs the openvino extra)
     fresh: bool = False
     server_args: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -73,10 +74,17 @@ def _python(module: str, *args: str) -> None:
 
 
 def inproc(
-    plan: Plan, kind: str, source: str, system: str, output: str = "mask", batch: int = 1, sessions: int = 1
+    plan: Plan,
+    kind: str,
+    source: str,
+    system: str,
+    output: str = "mask",
+    batch: int = 1,
+    sessions: int = 1,
+    extra: tuple[str, ...] = (),
 ) -> None:
     out = plan.work / "raw" / f"{system}.json"
-    args = [kind, source, "--output", output, "--batch", str(batch), "--threads", str(plan.threads)]
+    args = [kind, source, "--output", output, "--batch", str(batch), "--threads", str(plan.threads), *extra]
     args += ["--sessions", str(sessions)]
     args += ["--duration", str(plan.baseline_duration), "--system", system, "--out", str(out)]
     _python("bench.inproc", *args, *map(str, plan.images))
@@ -135,9 +143,16 @@ def phase(plan: Plan, name: str) -> Iterator[None]:
         print(f"[bench] {name} FAILED: {exc}", flush=True)
 
 
-def serve_phase(plan: Plan, graph: Path, suffix: str = "") -> None:
-    server = start_server(graph, plan.work / "server", plan.threads, plan.server_args)
+def serve_phase(plan: Plan, graph: Path, suffix: str = "", runtime: str = "onnxruntime") -> None:
+    """Our server on ``runtime``: the duel, then every transport and level; ``suffix``: REST at the first
+    two levels (the other upsample mode); ``runtime="openvino"``: ``ours-ov-rest`` at every level."""
+    args = ["--runtime", runtime, *plan.server_args]
+    server = start_server(graph, plan.work / "server", plan.threads, args)
     try:
+        if runtime == "openvino":
+            for c in plan.concurrency:
+                load(plan, "rest", server.url, server.pid, "ours-ov-rest", c)
+            return
         if not suffix:
             out = plan.work / "raw" / "duel.json"
             args = [str(graph), "--url", server.url, "--threads", str(plan.threads), "--out", str(out)]
@@ -163,7 +178,9 @@ def analyzer_phase(plan: Plan, graph: Path) -> None:
     """perf_analyzer against our server over the v2 protocol: gRPC, gRPC streaming and REST."""
     argv = pa.install()
     data = pa.input_data(load_images(plan.images), plan.work / "perf_analyzer.json")
-    server = start_server(graph, plan.work / "server", plan.threads, plan.server_args)
+    server = start_server(
+        graph, plan.work / "server", plan.threads, ["--runtime", "onnxruntime", *plan.server_args]
+    )
     try:
         model, rest = _model_name(server.url), server.url.removeprefix("http://")
         for protocol, url, streaming in [
@@ -215,7 +232,9 @@ def mixed_phase(plan: Plan, graph: Path) -> None:
         path = folder / f"{index:03d}.jpg"
         path.write_bytes(body)
         images.append(path)
-    server = start_server(graph, plan.work / "server-mixed", plan.threads, plan.server_args)
+    server = start_server(
+        graph, plan.work / "server-mixed", plan.threads, ["--runtime", "onnxruntime", *plan.server_args]
+    )
     try:
         for target, url in (("rest", server.url), ("grpc-stream", server.grpc_target)):
             for c in (4, 16):
@@ -275,6 +294,10 @@ def run(plan: Plan) -> Plan:
     for system, output, batch, sessions in ceilings:
         with phase(plan, system):
             inproc(plan, "ort", str(g["main"]), system, output=output, batch=batch, sessions=sessions)
+    if plan.openvino:
+        for system, streams in (("ov-mask", 1), ("ov-mask-2s", 2)):
+            with phase(plan, f"raw OpenVINO bf16 {system}"):
+                inproc(plan, "ov", str(g["main"]), system, sessions=streams, extra=("--precision", "bf16"))
     if "compare" in g:
         with phase(plan, f"raw ORT{other}"):
             inproc(plan, "ort", str(g["compare"]), f"ort-mask{other}")
@@ -282,6 +305,9 @@ def run(plan: Plan) -> Plan:
         serve_phase(plan, g["main"])
     with phase(plan, "mixed sizes"):
         mixed_phase(plan, g["main"])
+    if plan.openvino:
+        with phase(plan, "segformer-serve on OpenVINO"):
+            serve_phase(plan, g["main"], runtime="openvino")
     if "compare" in g:
         with phase(plan, f"segformer-serve{other}"):
             serve_phase(plan, g["compare"], other)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Container smoke test for segformer-serve (issue 6), daemon-less, on a Debian bookworm host (root, apt + PyPI).
 #
-# Builds the CPU image from the project's one Dockerfile (--target runtime, ORT_EXTRA=cpu) with the
+# Builds the CPU image from the project's one Dockerfile (--target runtime, ORT_EXTRA=cpu,openvino) with the
 # base image replaced (--build-arg BASE=...) by a Debian bookworm image made locally with debootstrap
 # (no container registry is reachable here), runs it with a small model exported on the host and
 # mounted read-only at /models, waits for /readyz, POSTs an image and checks the mask PNG, checks
@@ -101,7 +101,7 @@ gpu_cfg=$("$TOOLS/bin/docker-compose" -f docker-compose.yml config)
 cpu_cfg=$("$TOOLS/bin/docker-compose" -f docker-compose.yml -f docker-compose.cpu.yml config)
 grep -q 'driver: nvidia' <<<"$gpu_cfg" || die "GPU compose file reserves no nvidia device"
 ! grep -q 'driver: nvidia' <<<"$cpu_cfg" || die "CPU override still reserves a GPU"
-grep -q 'ORT_EXTRA: cpu' <<<"$cpu_cfg" || die "CPU override does not build with ORT_EXTRA=cpu"
+grep -q 'ORT_EXTRA: cpu,openvino' <<<"$cpu_cfg" || die "CPU override does not build with ORT_EXTRA=cpu,openvino"
 log "compose files valid ($("$TOOLS/bin/docker-compose" version --short)): GPU reservation in docker-compose.yml, none with docker-compose.cpu.yml"
 
 # ---- 5. build the CPU runtime image from the one Dockerfile, the base replaced by the debootstrap image ---
@@ -113,11 +113,11 @@ BUILD_CA=()
 [ -f /etc/ssl/certs/ca-certificates.crt ] && BUILD_CA=(-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
 tb=$SECONDS
 TMPDIR=$CTR_WORK/tmp podman build --format docker --network host --pull=never "${BUILD_CA[@]}" \
-  --build-arg BASE="$BASE" --build-arg ORT_EXTRA=cpu --target runtime \
+  --build-arg BASE="$BASE" --build-arg ORT_EXTRA=cpu,openvino --target runtime \
   -t "$IMAGE" -f Dockerfile . >"$CTR_WORK/build.log" 2>&1 \
   || { tail -40 "$CTR_WORK/build.log" >&2; die "podman build (log: $CTR_WORK/build.log)"; }
 size=$(podman image inspect "$IMAGE" --format '{{.Size}}')
-log "built $IMAGE (target runtime, ORT_EXTRA=cpu, BASE=$BASE) in $((SECONDS - tb)) s: $((size / 1000000)) MB"
+log "built $IMAGE (target runtime, ORT_EXTRA=cpu,openvino, BASE=$BASE) in $((SECONDS - tb)) s: $((size / 1000000)) MB"
 [ "$(podman image inspect "$IMAGE" --format '{{if .HealthCheck}}yes{{end}}')" = yes ] || die "image has no HEALTHCHECK"
 
 # ---- 6. a small model, exported on the host (the runtime image has no torch) ---------------------------

@@ -19,6 +19,7 @@ import uvicorn
 from server.dataplane import DataPlane
 from server.grpc.server import GrpcServer
 from server.pool import choose_providers
+from server.pools import runtime_choice
 from server.repository import ModelRepository
 from server.rest import build_rest_app
 from server.rest.protocol import GuardedH11Protocol
@@ -127,10 +128,12 @@ class Server:
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; 0 after a graceful stop, 1 when no model could be loaded or REST
-        could not listen, 2 for a device that is not available (checked before anything listens)."""
+        could not listen, 2 for a device or runtime that is not available (checked before anything
+        listens)."""
         try:
-            log.info("execution providers: %s", choose_providers(self.settings))
-        except RuntimeError as exc:
+            if runtime_choice(self.settings).runtime == "onnxruntime":
+                log.info("execution providers: %s", choose_providers(self.settings))
+        except (RuntimeError, ValueError) as exc:
             log.error("%s", exc)
             return 2
         loop = asyncio.get_running_loop()

@@ -49,7 +49,19 @@ ERRORS = Counter(
 MODEL_INFO = Gauge(
     "segformer_model_info",
     "The served version of each model (value 1; the series of a replaced or unloaded version is removed).",
-    ["model", "version", "name", "variant", "num_labels", "precision", "providers", "mode", "foreign"],
+    [
+        "model",
+        "version",
+        "name",
+        "variant",
+        "num_labels",
+        "precision",
+        "providers",
+        "mode",
+        "foreign",
+        "runtime",
+        "inference_precision",
+    ],
 )
 SLIDE_WINDOWS = Counter(
     "segformer_slide_windows_total", "Sliding windows run (mode=slide), each a batch item.", ["model"]

@@ -107,6 +107,9 @@ def _session_options(threads: int, spinning: bool, shared_arena: bool) -> ort.Se
 class SessionPool:
     """Sessions over one graph, lent to one batch at a time (see ``PoolPlan``)."""
 
+    runtime = "onnxruntime"
+    check = None  # no load-time precision check: ONNX Runtime runs the graph's own precision
+
     def __init__(self, model_path: Path, settings: Settings, cores: int | None = None) -> None:
         providers = choose_providers(settings)
         self.plan = plan = plan_pool(settings, providers[0] != CPU, cores or usable_cores())
@@ -137,6 +140,7 @@ class SessionPool:
         head_threads = plan.solo_threads or plan.lane_threads * plan.lanes
         self.head = MaskHead(parts.head, providers, self.spec.mask_dtype, head_threads)
         self.upsample = parts.mode
+        self.precision = self.spec.precision
         self._free_lanes = list(self.lanes)
         self._solo_busy = False
         self._released = asyncio.Event()

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,10 +25,14 @@ from server import errors, imaging, slide
 from server.batcher import Batcher
 from server.metrics import MODEL_INFO
 from server.pool import SessionPool
-from server.schemas import Batching, ModelClass, ModelDescription
+from server.pools import build_pool
+from server.schemas import Batching, ModelClass, ModelDescription, PrecisionCheck
 from server.settings import Settings
 from server.source import content_hash, resolve_model
 from server.types import MODES, Mode
+
+if TYPE_CHECKING:
+    from server.openvino_pool import OpenVinoPool
 
 log = logging.getLogger("segformer.runtime")
 
@@ -44,7 +50,14 @@ def graph_name(path: Path) -> str:
 class ModelRuntime:
     """A loaded, warmed-up model version behind its own batcher (build with ``await ModelRuntime.open``)."""
 
-    def __init__(self, name: str, version: int, pool: SessionPool, source_sha256: str, settings: Settings):
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        pool: SessionPool | OpenVinoPool,
+        source_sha256: str,
+        settings: Settings,
+    ):
         self.name, self.version, self.pool, self.settings = name, version, pool, settings
         self.spec = pool.spec
         self.source_sha256 = source_sha256
@@ -70,7 +83,7 @@ class ModelRuntime:
         digest = await asyncio.to_thread(content_hash, source) or await asyncio.to_thread(
             content_hash, str(path)
         )
-        pool = await asyncio.to_thread(SessionPool, path, settings)
+        pool = await asyncio.to_thread(build_pool, path, settings)
         try:
             seconds = await asyncio.to_thread(pool.warm_up, settings.warmup_runs)
         except BaseException:
@@ -88,7 +101,7 @@ class ModelRuntime:
         d = self.describe("ready")
         self._info_labels = (
             self.name, str(self.version), d.graph_name, d.variant, str(d.num_labels), d.precision,
-            ",".join(d.providers), d.mode, str(d.foreign),
+            ",".join(d.providers), d.mode, str(d.foreign), d.runtime, d.inference_precision,
         )  # fmt: skip
         MODEL_INFO.labels(*self._info_labels).set(1)
 
@@ -111,6 +124,9 @@ class ModelRuntime:
             native_max_side=s.native_max_side,
             mask_dtype=str(spec.mask_dtype),
             precision=spec.precision,
+            runtime=pool.runtime,
+            inference_precision=pool.precision,
+            precision_check=None if pool.check is None else PrecisionCheck(**dataclasses.asdict(pool.check)),
             providers=pool.providers,
             batching=Batching(
                 max_batch_size=self.batcher.max_batch_size,

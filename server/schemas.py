@@ -26,6 +26,12 @@ class Batching(BaseModel):
     solo_session_threads: int  # 0: none; else the all-core session a lone request runs on
 
 
+class PrecisionCheck(BaseModel):
+    asked: str
+    agreement: float | None  # worst check image: fraction of mask pixels equal to fp32's
+    fallback: bool  # below --bf16-min-agreement: serving fp32
+
+
 class ModelStatus(BaseModel):
     """A model's place in the repository (``GET /v1/models``)."""
 
@@ -53,7 +59,12 @@ class ModelDescription(BaseModel):
     modes: list[Mode]
     native_max_side: int
     mask_dtype: str
-    precision: str
+    precision: str = Field(description="the graph's precision")
+    runtime: str = Field(description="onnxruntime or openvino (docs/openvino.md)")
+    inference_precision: str = Field(description="what the runtime computes in: fp32 | bf16 | fp16")
+    precision_check: PrecisionCheck | None = Field(
+        description="OpenVINO: the load-time check of bf16/fp16 against fp32; null on ONNX Runtime"
+    )
     providers: list[str]
     batching: Batching
     source_sha256: str

@@ -76,6 +76,23 @@ class Settings(BaseSettings):
         "plus a solo all-core session for a request that has the server to itself",
     )
     intra_op_threads: int = Field(0, ge=0, description="threads per session, 0 = cores / sessions")
+    runtime: Literal["auto", "onnxruntime", "openvino"] = Field(
+        "auto",
+        description="inference runtime; auto = OpenVINO on a CPU with native bf16 (AMX-BF16 or AVX512-BF16) "
+        "when the openvino extra is installed, else ONNX Runtime (always ONNX Runtime on CUDA)",
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="OpenVINO inference precision; auto = bf16 where the CPU has native bf16, else fp32 "
+        "(ONNX Runtime runs the graph's own precision)",
+    )
+    bf16_min_agreement: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="OpenVINO bf16/fp16: when masks agree with fp32 on less than this fraction of the "
+        "pixels of the load-time check images (smooth synthetic ones), serve fp32 instead, with a warning",
+    )
     cudnn_conv_algo_search: Literal["HEURISTIC", "EXHAUSTIVE", "DEFAULT"] = Field(
         "HEURISTIC", description="CUDA EP cuDNN convolution algorithm search"
     )

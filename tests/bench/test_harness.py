@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import statistics
@@ -57,6 +58,30 @@ def test_raw_ort_baseline(tiny_graph: Path, tmp_path: Path, output: str, batch: 
         assert set(result["extra"]["stage_ms"]) == {"decode", "resize", "run", "encode"}
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("openvino") is None, reason="the openvino extra is not installed"
+)
+@pytest.mark.parametrize("streams", [1, 2])
+def test_raw_openvino_baseline(tiny_graph: Path, tmp_path: Path, streams: int) -> None:
+    out = tmp_path / "r.json"
+    args = ["ov", str(tiny_graph), "--precision", "fp32", "--sessions", str(streams), "--duration", "0.2"]
+    inproc_main([*args, "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["system"] == "ov-mask-fp32" and result["batch"] == 1
+    assert result["requests"] >= 3 * streams and result["images_per_s"] > 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="no openvino extra")
+def test_openvino_output_size_becomes_a_real_input(tiny_graph: Path) -> None:
+    import openvino as ov
+
+    from bench.ovcase import read_graph
+
+    plain = ov.Core().read_model(str(tiny_graph))
+    assert [p.get_any_name() for p in plain.inputs] == ["image"]  # OpenVINO froze the initializer-input
+    assert [p.get_any_name() for p in read_graph(ov.Core(), tiny_graph).inputs] == ["image", "output_size"]
+
+
 def _row(system: str, c: int, ips: float, p50: float) -> dict[str, object]:
     row = summarize(system, c, [p50 / 1000] * 5, 5 / ips, cpu_cores=1.0, peak_rss_mb=100.0).__dict__
     return row
@@ -88,6 +113,24 @@ def test_ratios_report_and_plots(tmp_path: Path) -> None:
     assert all(p.stat().st_size > 1000 for p in written)
     text = report.markdown(results, list(computed.values()), {"model": "random:b0"}, written)
     assert "| throughput ours / HF transformers | 2.60× |" in text and "throughput_vs_concurrency.png" in text
+
+
+def test_openvino_targets() -> None:
+    results = [
+        _row("ours-rest", 4, 5.0, 760.0),
+        _row("ov-mask", 1, 7.0, 140.0),
+        _row("ov-mask-2s", 1, 7.5, 260.0),
+        _row("ours-ov-rest", 1, 6.9, 145.0),
+        _row("ours-ov-rest", 4, 7.2, 540.0),
+    ]
+    computed = {r.name: r for r in ratios.compute(results)}
+    vs_ort = computed["throughput ours-OpenVINO / ours-ORT (peaks)"]
+    assert vs_ort.value == pytest.approx(7.2 / 5.0) and vs_ort.met is True
+    vs_raw = computed["throughput ours-OpenVINO / raw OpenVINO bf16 (best of 1 and 2 streams)"]
+    assert vs_raw.value == pytest.approx(7.2 / 7.5) and vs_raw.met is True
+    assert computed["p50 at c=1: ours-OpenVINO − raw OpenVINO (ms)"].value == pytest.approx(5.0)
+    rss = computed["peak RSS ours-OpenVINO / ours-ORT"]
+    assert rss.value == pytest.approx(1.0) and rss.met is True  # _row: 100 MB everywhere
 
 
 def test_a_failing_phase_is_noted_and_the_run_goes_on(tmp_path: Path) -> None:

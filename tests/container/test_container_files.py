@@ -118,7 +118,7 @@ def test_compose_gpu_reservation_and_cpu_override() -> None:
     assert {"prometheus", "grafana"} <= set(gpu)
 
     cpu = _yaml("docker-compose.cpu.yml")["services"]["segformer"]
-    assert cpu["build"]["args"] == {"BASE": "python:3.11-slim", "ORT_EXTRA": "cpu"}
+    assert cpu["build"]["args"] == {"BASE": "python:3.11-slim", "ORT_EXTRA": "cpu,openvino"}
     assert cpu["deploy"]["resources"]["reservations"]["devices"] == {"__tag__": "reset", "value": []}
 
 

@@ -48,7 +48,8 @@ class Served:
         if not grpc:
             command += ["--grpc-port", "0"]
         command += ["--cache-dir", str(workdir / "cache"), *args]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # ONNX Runtime unless the test asks (``--runtime`` wins): `auto` would pick OpenVINO on a bf16 CPU
+        env = {"SEGFORMER_RUNTIME": "onnxruntime", **os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )

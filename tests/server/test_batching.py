@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
+from server.settings import usable_cores
 from tests.server.conftest import MAX_QUEUE_SIZE
 from tests.server.live import Served, batches_over_one, image_bytes, metric_value, png_mask
 
@@ -99,7 +100,14 @@ def test_client_disconnect_drops_the_request(served: Served) -> None:
 
 
 def test_lone_requests_get_the_solo_session_and_bursts_the_lanes(served: Served) -> None:
-    batching = httpx.get(f"{served.url}/v1/model", timeout=30).json()["batching"]
+    model = httpx.get(f"{served.url}/v1/model", timeout=30).json()
+    batching = model["batching"]
+    if model["runtime"] == "openvino":  # two streams, no solo (docs/openvino.md): every run is a lane's
+        assert batching["solo_session_threads"] == 0 and batching["sessions"] == min(2, usable_cores())
+        before = metric_value(served.metrics(), "segformer_session_runs_total", session="lane")
+        assert _post_native(served.url, image_bytes(64, 96, "PNG", seed=0)).status_code == 200
+        assert metric_value(served.metrics(), "segformer_session_runs_total", session="lane") == before + 1
+        return
     if not batching["solo_session_threads"]:
         pytest.skip("one usable core: the pool has no solo session")
     assert batching["sessions"] == 2 and batching["intra_op_threads"] >= 1

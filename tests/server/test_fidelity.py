@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from server.cpufeatures import cpu_flags, has_native_bf16
 from tests.reference import ReferencePipeline, agreement
 from tests.server.live import Served, png_mask
 
@@ -20,13 +22,45 @@ def reference(real_weights_dir: Path) -> ReferencePipeline:
     return ReferencePipeline.load(real_weights_dir)
 
 
-@pytest.fixture(scope="module")
-def real_server(real_b0_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    server = Served(tmp_path_factory.mktemp("real"), "--model", str(real_b0_onnx))
+_NO_OPENVINO = pytest.mark.skipif(
+    importlib.util.find_spec("openvino") is None, reason="the openvino extra is not installed"
+)
+_NO_BF16 = pytest.mark.skipif(
+    not has_native_bf16(cpu_flags()), reason="this CPU has no native bf16 (AMX-BF16 / AVX512-BF16)"
+)
+#: (runtime, precision, the least mask agreement with the reference pipeline on every photo)
+SERVINGS = [
+    pytest.param(("onnxruntime", "fp32", 0.999), id="onnxruntime-fp32"),
+    pytest.param(("openvino", "fp32", 0.999), id="openvino-fp32", marks=_NO_OPENVINO),
+    pytest.param(("openvino", "bf16", 0.995), id="openvino-bf16", marks=[_NO_OPENVINO, _NO_BF16]),
+]
+
+
+@pytest.fixture(scope="module", params=SERVINGS)
+def real_server(
+    request: pytest.FixtureRequest, real_b0_onnx: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Served, float]]:
+    runtime, precision, minimum = request.param
+    server = Served(
+        tmp_path_factory.mktemp("real"), "--model", str(real_b0_onnx), "--runtime", runtime,
+        "--precision", precision,
+    )  # fmt: skip
     try:
-        yield server.wait_ready()
+        yield server.wait_ready(), minimum
     finally:
         assert server.stop() == 0, server.log_tail()
+
+
+@pytest.fixture(scope="module")
+def fidelity_photos(real_photos: list[Path], tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The real photos plus two made from them: a wide street-like 1024x512 stretch and an upscaled crop."""
+    folder = tmp_path_factory.mktemp("derived")
+    with Image.open(real_photos[0]) as first, Image.open(real_photos[-1]) as last:
+        wide, crop = folder / "stretched-1024x512.jpg", folder / "crop-upscaled-900x600.jpg"
+        first.convert("RGB").resize((1024, 512), Image.Resampling.BICUBIC).save(wide, quality=95)
+        box = (100, 100, 400, 300)
+        last.convert("RGB").crop(box).resize((900, 600), Image.Resampling.BICUBIC).save(crop, quality=95)
+    return [*real_photos, wide, crop]
 
 
 def segment(server: Served, photo: Path) -> httpx.Response:
@@ -41,18 +75,23 @@ def segment(server: Served, photo: Path) -> httpx.Response:
 
 
 def test_real_weights_match_the_reference(
-    real_server: Served, reference: ReferencePipeline, real_photos: list[Path]
+    real_server: tuple[Served, float], reference: ReferencePipeline, fidelity_photos: list[Path]
 ) -> None:
+    server, minimum = real_server
     scores = {}
-    for photo in real_photos:
-        mask = png_mask(segment(real_server, photo).content)
+    for photo in fidelity_photos:
+        mask = png_mask(segment(server, photo).content)
         with Image.open(photo) as image:
             expected = reference.mask(image)
         scores[photo.name] = agreement(mask, expected)
-    print("agreement with the reference pipeline:", scores)
-    assert min(scores.values()) >= 0.999, scores
-    model = httpx.get(f"{real_server.url}/v1/model", timeout=10).json()
+    model = httpx.get(f"{server.url}/v1/model", timeout=10).json()
+    serving = f"{model['runtime']} {model['inference_precision']}"
+    print(f"{serving}: agreement with the reference pipeline:", scores)
+    assert min(scores.values()) >= minimum, scores
     assert model["classes"][0]["label"] == "wall" and not model["foreign"]
+    check = model["precision_check"]
+    if model["inference_precision"] == "bf16":
+        assert not check["fallback"] and check["agreement"] >= 0.9, check
 
 
 def test_foreign_int8_onnx_is_wrapped_and_served(

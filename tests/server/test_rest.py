@@ -109,7 +109,12 @@ def test_model_health_docs_metrics(served: Served) -> None:
     model = httpx.get(f"{served.url}/v1/model", timeout=10).json()
     assert model["variant"] == "b0" and model["num_labels"] == len(model["classes"]) == 150
     assert model["inference_size"] == [512, 512] and model["mode"] == "resize"
-    assert model["providers"] == ["CPUExecutionProvider"]
+    if model["runtime"] == "openvino":  # the shared server runs OpenVINO in fp32 (tests/server/conftest.py)
+        assert model["providers"] == ["OpenVINO:CPU:f32"] and model["inference_precision"] == "fp32"
+        assert model["precision_check"] == {"asked": "fp32", "agreement": None, "fallback": False}
+    else:
+        assert model["runtime"] == "onnxruntime" and model["providers"] == ["CPUExecutionProvider"]
+        assert model["inference_precision"] == model["precision"] == "fp32"
     assert model["batching"]["max_batch_size"] == 8
     assert len(model["classes"][0]["color"]) == 3
     assert httpx.get(f"{served.url}/healthz", timeout=10).json() == {"status": "ok"}
@@ -118,7 +123,7 @@ def test_model_health_docs_metrics(served: Served) -> None:
     spec = httpx.get(f"{served.url}/openapi.json", timeout=10).json()
     assert "/v1/segment" in spec["paths"]
     text = served.metrics()
-    assert metric_value(text, "segformer_model_info", variant="b0") == 1
+    assert metric_value(text, "segformer_model_info", variant="b0", runtime=model["runtime"]) == 1
     assert metric_value(text, "segformer_requests_total", transport="rest", endpoint="/v1/model") >= 1
     for stage in ("decode", "preprocess", "queue", "inference", "encode", "total"):
         assert metric_value(text, "segformer_stage_duration_seconds_count", stage=stage) >= 1, stage

@@ -111,12 +111,13 @@ def test_a_model_path_is_evaluated_through_a_private_server(
     served: tuple[str, str], ade: Path, real_b0_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     served_run = _eval(served[0], ade, tmp_path / "served.json", "-q")
-    cache = f"--serve-arg=--cache-dir={tmp_path / 'cache'}"
-    local = _eval(str(real_b0_onnx), ade, tmp_path / "local.json", cache, "--serve-arg=--warmup-runs=1")
+    # the same runtime as the served run (`auto` would pick OpenVINO bf16 on an AMX CPU: other masks)
+    cache = f"--serve-arg=--cache-dir={tmp_path / 'cache'}", "--serve-arg=--runtime=onnxruntime"
+    local = _eval(str(real_b0_onnx), ade, tmp_path / "local.json", *cache, "--serve-arg=--warmup-runs=1")
     assert "starting a local segformer-serve" in capsys.readouterr().err
     assert local["url"].startswith("http://127.0.0.1:") and local["url"] != served_run["url"]
     assert local["classes"] == served_run["classes"] and local["mIoU"] == served_run["mIoU"]
-    over_grpc = _eval(str(real_b0_onnx), ade, tmp_path / "local-grpc.json", cache, "--grpc", "-q")
+    over_grpc = _eval(str(real_b0_onnx), ade, tmp_path / "local-grpc.json", *cache, "--grpc", "-q")
     assert over_grpc["transport"] == "grpc" and over_grpc["classes"] == local["classes"]
 
 

@@ -1,0 +1,207 @@
+"""An OpenVINO pool with the ``SessionPool`` interface, behind the same batcher, metrics and errors.
+
+The lanes are the infer requests of one compiled model with one stream per lane (``openvino_plan``):
+by default two streams of half the cores, no solo all-core stream. Unlike ONNX Runtime, a solo stream
+bought nothing here and cost memory: measured on 2 shared cores, a lone request on a 2-thread stream
+was as fast as on a 1-thread one (per-round ratio 1.01), the two-stream pool gave more images/s under
+load than solo + lanes, and each compiled stream keeps its own activation memory (~170 MB for B0 at
+512x512: in-process peak RSS 613 vs 782 MB). ``--sessions 1`` is the all-core, latency-first choice.
+``InferRequest.infer`` releases the GIL, so lanes run side by side in the pool's threads.
+
+OpenVINO compiles the graph's batched stage (``contract.head.split``: image uint8 -> logits float32,
+no ``output_size`` input); the per-image stage (upsampling + argmax at each image's size, in tiles)
+is the same ONNX Runtime fp32 ``server.head.MaskHead`` as on the ORT pool, so only the network runs in
+bf16 and the upsampling to full size never does.
+
+bf16 and fp16 are checked when the pool loads: masks on a few smooth synthetic images at the
+verification shapes are compared with an fp32 compilation; below ``--bf16-min-agreement`` the pool
+recompiles in fp32 and logs a warning (``fallback`` in ``/v1/model``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import openvino as ov
+from PIL import Image
+
+from contract.head import split
+from contract.spec import ModelSpec
+from server.cpufeatures import Precision
+from server.head import MaskHead
+from server.pool import PoolPlan
+from server.settings import Settings, usable_cores
+
+log = logging.getLogger("segformer.openvino")
+HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+CHECK_SHAPES = ((512, 512), (384, 640))  # (height, width), scaled to the graph's inference size
+
+
+@dataclass(frozen=True)
+class PrecisionCheck:
+    """The load-time check of a reduced precision against fp32 (``agreement``: worst image)."""
+
+    asked: Precision
+    agreement: float | None  # None: fp32 asked, nothing to check
+    fallback: bool
+
+
+def check_images(inference_size: tuple[int, int], fixed: bool) -> list[np.ndarray]:
+    """Smooth deterministic uint8 ``[1, H, W, 3]`` images (blobs and edges, not white noise)."""
+    rng = np.random.default_rng(0)
+    height, width = inference_size
+    shapes = (
+        [inference_size]
+        if fixed
+        else [(h * height // 512 // 32 * 32, w * width // 512 // 32 * 32) for h, w in CHECK_SHAPES]
+    )
+    images = []
+    for h, w in shapes:
+        coarse = rng.integers(0, 256, (max(2, h // 48), max(2, w // 48), 3), dtype=np.uint8)
+        images.append(np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BILINEAR))[None])
+    return images
+
+
+def openvino_plan(settings: Settings, cores: int) -> PoolPlan:
+    """``--sessions N``: N streams of ``cores / N`` threads (or ``--intra-op-threads``); 0: 2 streams."""
+    streams = settings.sessions or min(2, cores)
+    return PoolPlan(streams, settings.intra_op_threads or max(1, cores // streams))
+
+
+class OpenVinoPool:
+    """Infer requests over one graph, lent to one batch at a time (same interface as ``SessionPool``)."""
+
+    runtime = "openvino"
+
+    def __init__(
+        self, model_path: Path, settings: Settings, precision: Precision, cores: int | None = None
+    ) -> None:
+        self.core = ov.Core()
+        graph = onnx.load(str(model_path))
+        meta = {p.key: p.value for p in graph.metadata_props}
+        parts = split(graph)  # the batched stage (image -> logits) and the per-image head
+        del graph
+        self._model = self.core.read_model(parts.body.SerializeToString())
+        self.plan = plan = openvino_plan(settings, cores or usable_cores())
+        self.spec = ModelSpec.from_graph(meta, self._image_shape())
+        self.head = MaskHead(parts.head, ["CPUExecutionProvider"], self.spec.mask_dtype)
+        self.upsample = parts.mode
+        self.check = self._check_precision(precision, settings.bf16_min_agreement)
+        self.precision: Precision = "fp32" if self.check.fallback else precision
+        lanes_model = self._compile(self.precision, plan.lanes, plan.lanes * plan.lane_threads)
+        self.lanes = [lanes_model.create_infer_request() for _ in range(plan.lanes)]
+        self._prime()
+        self.sessions = list(self.lanes)
+        self.providers = [f"OpenVINO:CPU:{HINTS[self.precision]}"]
+        self._free_lanes = list(self.lanes)
+        self._released = asyncio.Event()
+        self.idle_since = time.monotonic()
+        self._executor = ThreadPoolExecutor(max_workers=len(self.sessions), thread_name_prefix="openvino")
+        log.info(
+            "loaded %s: OpenVINO %s CPU %s, %d stream(s) of %d thread(s)",
+            model_path.name, ov.get_version(), self.precision, plan.lanes, plan.lane_threads,
+        )  # fmt: skip
+
+    def _prime(self) -> None:
+        """One small inference before any two threads call ``infer``: the first concurrent calls into the
+        Python bindings can deadlock (seen with 2026.4: one thread inside a static initialiser waits for
+        the GIL, the other holds the GIL and waits for that initialiser)."""
+        height, width = self.spec.fixed_size or (64, 64)
+        self._infer(self.lanes[0], np.zeros((1, height, width, 3), np.uint8))
+
+    def _image_shape(self) -> list[Any]:
+        shape = self._model.input("image").get_partial_shape()
+        return [dim.get_length() if dim.is_static else None for dim in shape]
+
+    def _compile(self, precision: Precision, streams: int, threads: int) -> ov.CompiledModel:
+        config = {
+            "INFERENCE_PRECISION_HINT": HINTS[precision],
+            "NUM_STREAMS": streams,
+            "INFERENCE_NUM_THREADS": threads,
+        }
+        return self.core.compile_model(self._model, "CPU", config)
+
+    def _check_precision(self, precision: Precision, minimum: float) -> PrecisionCheck:
+        if precision == "fp32":
+            return PrecisionCheck(precision, None, fallback=False)
+        start = time.perf_counter()
+        threads = self.plan.lanes * self.plan.lane_threads
+        reduced, full = (self._compile(p, 1, threads) for p in (precision, "fp32"))
+        scores = []
+        for image in check_images(self.spec.inference_size, self.spec.fixed_size is not None):
+            size = (image.shape[1], image.shape[2])
+            masks = [
+                self.head.run(self._infer(m.create_infer_request(), image)[0], size) for m in (reduced, full)
+            ]
+            scores.append(float(np.mean(masks[0] == masks[1])))
+        worst = min(scores)
+        fallback = worst < minimum
+        log.log(
+            logging.WARNING if fallback else logging.INFO,
+            "%s check: masks agree with fp32 on %.3f %% of pixels (worst of %d images, %.1fs)%s",
+            precision, 100 * worst, len(scores), time.perf_counter() - start,
+            f" < {100 * minimum:.2f} %: serving fp32 instead" if fallback else "",
+        )  # fmt: skip
+        return PrecisionCheck(precision, worst, fallback)
+
+    @property
+    def size(self) -> int:
+        return len(self.lanes)
+
+    @property
+    def on_cuda(self) -> bool:
+        return False
+
+    @property
+    def busy(self) -> int:
+        return len(self.lanes) - len(self._free_lanes)
+
+    async def acquire(self, alone: bool = False) -> ov.InferRequest:
+        """Borrow an infer request (``alone`` is accepted for ``SessionPool``'s interface: no solo here)."""
+        while True:
+            if self._free_lanes:
+                return self._free_lanes.pop()
+            self._released.clear()
+            await self._released.wait()
+
+    def release(self, request: ov.InferRequest) -> None:
+        self._free_lanes.append(request)
+        if self.busy == 0:
+            self.idle_since = time.monotonic()
+        self._released.set()
+
+    def kind(self, request: ov.InferRequest) -> str:
+        return "lane"
+
+    @staticmethod
+    def _infer(request: ov.InferRequest, images: np.ndarray) -> np.ndarray:
+        return request.infer({"image": np.ascontiguousarray(images)}, share_inputs=True)["logits"]
+
+    async def run(self, request: ov.InferRequest, images: np.ndarray) -> np.ndarray:
+        """float32 ``logits`` ``[N, C, h, w]`` of a uint8 ``[N, H, W, 3]`` batch (the batched stage), in
+        the pool's thread executor; ``head.run`` turns each image's logits into its mask."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._infer, request, images)
+
+    def warm_up(self, runs: int) -> float:
+        """Run every infer request ``runs`` times at the inference size, and the head (blocking); seconds."""
+        start = time.perf_counter()
+        height, width = self.spec.inference_size
+        image = np.full((1, height, width, 3), 128, dtype=np.uint8)
+        logits = None
+        for request in self.sessions:
+            for _ in range(runs):
+                logits = self._infer(request, image)
+        if logits is not None:
+            self.head.run(logits[0], (height, width))
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
