@@ -136,7 +136,7 @@ def run(
         results["grpc-stream-defaults"] = grpc
     finally:
         server.stop()
-    soak_args = ["--max-batch-size", "8", "--sessions", "1", "--max-queue-delay-ms", "250"]  # as the test
+    soak_args = ["--max-batch-size", "8", "--sessions", "1", "--max-queue-delay-ms", "1000"]  # as the test
     batching = start_server(graph, work / "mixed-b8", threads, soak_args)
     try:
         run_ = soak("rest", batching.url, batching.pid, images[:240], clients=8)

@@ -92,7 +92,9 @@ class OpenVinoPool:
         self._model = self.core.read_model(parts.body.SerializeToString())
         self.plan = plan = openvino_plan(settings, cores or usable_cores())
         self.spec = ModelSpec.from_graph(meta, self._image_shape())
-        self.head = MaskHead(parts.head, ["CPUExecutionProvider"], self.spec.mask_dtype)
+        self.head = MaskHead(
+            parts.head, ["CPUExecutionProvider"], self.spec.mask_dtype, cores or usable_cores()
+        )
         self.upsample = parts.mode
         self.check = self._check_precision(precision, settings.bf16_min_agreement)
         self.precision: Precision = "fp32" if self.check.fallback else precision
@@ -200,7 +202,7 @@ class OpenVinoPool:
             for _ in range(runs):
                 logits = self._infer(request, image)
         if logits is not None:
-            self.head.run(logits[0], (height, width))
+            self.head.warm(logits[0])
         return time.perf_counter() - start
 
     def close(self) -> None:

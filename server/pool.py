@@ -137,8 +137,8 @@ class SessionPool:
             log.warning("CUDA provider is installed but unusable here; falling back to CPU")
         inputs = {i.name: i for i in first.get_inputs()}
         self.spec = ModelSpec.from_graph(meta, list(inputs["image"].shape))
-        head_threads = plan.solo_threads or plan.lane_threads * plan.lanes
-        self.head = MaskHead(parts.head, providers, self.spec.mask_dtype, head_threads)
+        cores_used = plan.solo_threads or plan.lane_threads * plan.lanes
+        self.head = MaskHead(parts.head, providers, self.spec.mask_dtype, cores_used, concurrency=1)
         self.upsample = parts.mode
         self.precision = self.spec.precision
         self._free_lanes = list(self.lanes)
@@ -213,7 +213,7 @@ class SessionPool:
             for _ in range(runs):
                 (logits,) = session.run(None, {"image": image})
         if logits is not None:
-            self.head.run(logits[0], (height, width))
+            self.head.warm(logits[0])
         return time.perf_counter() - start
 
     def close(self) -> None:
