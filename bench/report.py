@@ -158,7 +158,39 @@ def markdown(
             "Latency at concurrency 1, interleaved (`bench/duel.py`: rounds of a raw `session.run` loop,",
             f"then sequential REST requests, same photos): p50 per round, served vs raw, in ms: {rounds}.",
         ]
+    lines += _mixed_section(context.get("mixed"))
     notes = context.get("notes") or []
     if notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
     return "\n".join(lines) + "\n"
+
+
+def _mixed_section(mixed: dict[str, Any] | None) -> list[str]:
+    """Mixed sizes (``bench/mixed.py``): RSS over the 1,000-request soak at defaults, the batch-8 soak."""
+    if not mixed or "rest-defaults" not in mixed:
+        return []
+    soak, b8 = mixed["rest-defaults"], mixed.get("rest-b8-one-session", {})
+    grpc = mixed.get("grpc-stream-defaults", {})
+    lines = [
+        "",
+        "## Mixed sizes and memory",
+        "",
+        "Photos resized to random sizes 0.3–2.5× of 683×512 (`bench/mixed.py`); the `-mixed` rows above are",
+        "the same images through the load generator.",
+        "",
+        f"- {soak['requests']} requests over REST, 4 clients, the server's defaults: "
+        f"{soak['images_per_s']:.2f} img/s, {soak['errors']} errors; server RSS peak "
+        f"{soak['rss_peak_mb']:.0f} MB (target ≤ 600 MB), at the 200th request {soak['rss_200_mb']:.0f} MB, "
+        f"at the last {soak['rss_last_mb']:.0f} MB ({soak['rss_drift']:+.1%}; target within ±5 %).",
+    ]
+    if grpc:
+        lines.append(f"- {grpc['requests']} of them over gRPC streams (4): {grpc['images_per_s']:.2f} img/s.")
+    if b8:
+        lines.append(
+            f"- {b8['requests']} requests, 8 clients, `--max-batch-size 8 --sessions 1 --max-queue-delay-ms "
+            f"1000`: mean batch {b8['mean_batch']:.2f} (target ≥ 4), {b8['images_per_s']:.2f} img/s "
+            "(reported, not targeted: batches do not pay on 2 cores)."
+        )
+    if mixed.get("plot"):
+        lines += ["", "![rss_over_requests](rss_over_requests.png)"]
+    return lines

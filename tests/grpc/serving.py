@@ -94,6 +94,7 @@ class LiveServer:
         self._log = self.log_path.open("wb")
         # ONNX Runtime unless the test asks (as tests/server/live.py): `auto` picks OpenVINO on a bf16 CPU
         env = {"SEGFORMER_RUNTIME": "onnxruntime", **os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("SEGFORMER_MODEL", None)  # the Makefile exports the default hub id; tests name their models
         self.proc = subprocess.Popen(command, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self._channel = grpc.insecure_channel(self.grpc_address, options=FAST_RECONNECT)
         self._watch = health_pb2_grpc.HealthStub(self._channel).Watch(

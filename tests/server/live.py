@@ -50,6 +50,7 @@ class Served:
         command += ["--cache-dir", str(workdir / "cache"), *args]
         # ONNX Runtime unless the test asks (``--runtime`` wins): `auto` would pick OpenVINO on a bf16 CPU
         env = {"SEGFORMER_RUNTIME": "onnxruntime", **os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("SEGFORMER_MODEL", None)  # the Makefile exports the default hub id; tests name their models
         self.proc = subprocess.Popen(
             command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
