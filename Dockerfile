@@ -47,8 +47,8 @@ print("\n".join(p["dependencies"] + [d for e in sys.argv[1].split(",") for d in 
     && ov="$(/opt/venv/bin/python -c 'import importlib.util as u; s = u.find_spec("openvino"); print(s.submodule_search_locations[0] if s else "")')" \
     && if [ -n "$ov" ]; then \
       echo "openvino: dropping the GPU/NPU plugins, the non-ONNX frontends and the C++ headers (180 -> 112 MB)"; \
-      rm -rf "$ov/include" "$ov"/libs/libopenvino_intel_{gpu,npu}_plugin.so \
-        "$ov"/libs/libopenvino_{tensorflow,tensorflow_lite,pytorch,paddle,jax,gguf}_frontend.so*; \
+      rm -rf "$ov/include" "$ov/libs/libopenvino_intel_gpu_plugin.so" "$ov/libs/libopenvino_intel_npu_plugin.so"; \
+      for fe in tensorflow tensorflow_lite pytorch paddle jax gguf; do rm -f "$ov/libs/libopenvino_${fe}_frontend.so"*; done; \
     fi
 # 2) the project itself (no deps: all resolved above), as a regular (non-editable) install; then check it
 #    imports with no torch, and drop pip/setuptools (not needed to serve; the export stage restores pip)

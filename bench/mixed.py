@@ -122,7 +122,7 @@ def run(
 ) -> dict[str, Any]:
     images = mixed_jpegs(photos, requests)
     results: dict[str, Any] = {}
-    server = start_server(graph, work / "mixed", threads)  # the defaults
+    server = start_server(graph, work / "mixed", threads, ["--runtime", "onnxruntime"])  # defaults, ORT
     try:
         memory = soak("rest", server.url, server.pid, images, clients=4)
         rss = memory.pop("rss")
@@ -136,7 +136,8 @@ def run(
         results["grpc-stream-defaults"] = grpc
     finally:
         server.stop()
-    soak_args = ["--max-batch-size", "8", "--sessions", "1", "--max-queue-delay-ms", "1000"]  # as the test
+    soak_args = ["--runtime", "onnxruntime", "--max-batch-size", "8", "--sessions", "1"]
+    soak_args += ["--max-queue-delay-ms", "1000"]  # as tests/server/test_mixed.py
     batching = start_server(graph, work / "mixed-b8", threads, soak_args)
     try:
         run_ = soak("rest", batching.url, batching.pid, images[:240], clients=8)
