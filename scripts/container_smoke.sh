@@ -150,9 +150,11 @@ nosd() { grep -v 'systemd' >&2 || true; }   # no systemd here: podman warns that
 cleanup() { podman rm -f -t 5 "$CTR" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 tr=$SECONDS
+# ONNX Runtime in the container, so that its mask can be compared pixel for pixel with the host's ONNX
+# Runtime below (on an AMX host `auto` would pick OpenVINO bf16, checked by tests/server instead)
 podman run -d --pull=never --name "$CTR" \
   -p "127.0.0.1:$HPORT:8000" -p "127.0.0.1:$HGRPC:50051" \
-  -v "$MODELS:/models:ro" \
+  -v "$MODELS:/models:ro" -e "SEGFORMER_RUNTIME=${SMOKE_RUNTIME:-onnxruntime}" \
   "$IMAGE" 2> >(nosd) >/dev/null
 ok=0
 for _ in $(seq 1 240); do
