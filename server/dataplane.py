@@ -99,9 +99,6 @@ class DataPlane:
             return False
         return self.repository.is_ready(name)
 
-    def palette(self, name: str | None = None) -> np.ndarray:
-        return self.repository.get(name).palette
-
     async def wait_for_capacity(self, name: str | None, deadline: float | None) -> bool:
         """Wait until model ``name``'s queue would take a new request (False: not before ``deadline``).
         Back-pressure for streams; unknown or unloaded models return at once (``segment`` says why)."""

@@ -26,6 +26,7 @@ from server.errors import ServeError
 from server.grpc import convert
 from server.grpc.gen import grpc_service_pb2 as pb
 from server.grpc.gen import grpc_service_pb2_grpc as pb_grpc
+from server.grpc.servicer import drain_queue
 from server.settings import Settings
 from server.v2 import tensors
 from server.v2.service import InferResult, V2Service
@@ -195,15 +196,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await reader
         finally:
             reader.cancel()
-            tasks = [t for t in _drain(pending) if t is not None]
+            tasks = [t for t in drain_queue(pending) if t is not None]
             for task in tasks:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.gather(reader, *tasks, return_exceptions=True)
-
-
-def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
-    items = []
-    while not queue.empty():
-        items.append(queue.get_nowait())
-    return items

@@ -201,7 +201,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         finally:
             reader.cancel()
             draining.cancel()
-            tasks = [t for t in _drain(pending) if t is not None]
+            tasks = [t for t in drain_queue(pending) if t is not None]
             for task in tasks:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -228,7 +228,8 @@ async def _until_draining(dataplane: Any) -> None:
         await asyncio.sleep(DRAIN_POLL_S)
 
 
-def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
+def drain_queue(queue: asyncio.Queue[Any]) -> list[Any]:
+    """Everything left in ``queue`` (a stream's pending frame tasks, at its end)."""
     items = []
     while not queue.empty():
         items.append(queue.get_nowait())
