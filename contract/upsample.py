@@ -52,14 +52,10 @@ class _Nodes:
         return name
 
 
-def _axis_weights(
-    n: _Nodes, in_size: str, out_size: str, tag: str, window: tuple[str, str] | None = None
-) -> tuple[str, str, str]:
-    """torch's source index i0 [out] and weights (l0, l1) [out] for one axis (align_corners=False);
-    with ``window`` (start, end scalars) only for output positions start..end-1 of the ``out_size`` axis."""
+def _axis_weights(n: _Nodes, in_size: str, out_size: str, tag: str) -> tuple[str, str, str]:
+    """torch's source index i0 [out] and weights (l0, l1) [out] for one axis (align_corners=False)."""
     f32 = TensorProto.FLOAT
-    start, end = window or (n.const("zero", 0), out_size)
-    pos = n("Cast", n("Range", start, end, n.const("one", 1)), to=f32)
+    pos = n("Cast", n("Range", n.const("zero", 0), out_size, n.const("one", 1)), to=f32)
     scale = n("Div", n("Cast", in_size, to=f32), n("Cast", out_size, to=f32))
     half = n.const("half", 0.5, np.float32)
     src = n("Max", n("Sub", n("Mul", scale, n("Add", pos, half)), half), n.const("zero_f", 0.0, np.float32))
@@ -80,13 +76,11 @@ def _next(n: _Nodes, t: str, axis: int) -> str:
     return n("Concat", rest, last, axis=axis)
 
 
-def _topk(
-    n: _Nodes, logits: str, out_hw: str, labels: str, k: int, rows: tuple[str, str] | None = None
-) -> None:
+def _topk(n: _Nodes, logits: str, out_hw: str, labels: str, k: int) -> None:
     shape = n("Shape", logits)
     in_h, in_w = (n("Gather", shape, n.const(f"dim{d}", d)) for d in (2, 3))
     out_h, out_w = (n("Gather", out_hw, n.const(f"dim{d}", d)) for d in (0, 1))
-    y0, wy0, wy1 = _axis_weights(n, in_h, out_h, "y", rows)
+    y0, wy0, wy1 = _axis_weights(n, in_h, out_h, "y")
     x0, wx0, wx1 = _axis_weights(n, in_w, out_w, "x")
     col = n.const("col_shape", [1, 1, 1, -1])
     wx0, wx1 = n("Reshape", wx0, col), n("Reshape", wx1, col)
@@ -113,27 +107,6 @@ def _topk(
     n("Squeeze", n("GatherElements", cand_full, slot, axis=1), n.const("axis1", [1]), out=labels)
 
 
-def _bilinear_all(n: _Nodes, logits: str, out_hw: str, labels: str, rows: tuple[str, str]) -> None:
-    """``full`` for output rows ``rows`` only: every class interpolated separably (the arithmetic of
-    Resize pytorch_half_pixel), then the argmax."""
-    shape = n("Shape", logits)
-    in_h, in_w = (n("Gather", shape, n.const(f"dim{d}", d)) for d in (2, 3))
-    out_h, out_w = (n("Gather", out_hw, n.const(f"dim{d}", d)) for d in (0, 1))
-    y0, wy0, wy1 = _axis_weights(n, in_h, out_h, "y", rows)
-    x0, wx0, wx1 = _axis_weights(n, in_w, out_w, "x")
-    wx0, wx1 = (n("Reshape", w, n.const("col_shape", [1, 1, 1, -1])) for w in (wx0, wx1))
-    wy0, wy1 = (n("Reshape", w, n.const("row_shape", [1, 1, -1, 1])) for w in (wy0, wy1))
-    right = _next(n, logits, 3)
-    columns = n(
-        "Add", n("Mul", n("Gather", logits, x0, axis=3), wx0), n("Mul", n("Gather", right, x0, axis=3), wx1)
-    )
-    below = _next(n, columns, 2)
-    value = n(
-        "Add", n("Mul", n("Gather", columns, y0, axis=2), wy0), n("Mul", n("Gather", below, y0, axis=2), wy1)
-    )
-    n("ArgMax", value, axis=1, keepdims=0, out=labels)
-
-
 def upsample_argmax(
     logits: str,
     out_hw: str,
@@ -143,18 +116,12 @@ def upsample_argmax(
     consts: dict[str, np.ndarray],
     num_labels: int = 0,
     topk: int = DEFAULT_TOPK,
-    rows: tuple[str, str] | None = None,
 ) -> list[onnx.NodeProto]:
     """Nodes computing integer ``labels`` [N, H, W] from float32 ``logits`` [N, C, h, w] and int64 ``out_hw``.
 
-    With ``rows`` (names of two int64 scalars, start and end), only output rows start..end-1 of the
-    ``out_hw`` image are computed: ``labels`` is [N, end - start, W] (the per-image head's tiles).
-    Constants the nodes need are added to ``consts`` (name -> array), to become initializers.
+    Constants the nodes need are added to ``consts`` (name -> array), to become initializers. The
+    server's per-image head (``server.head``) computes the same with the same float32 arithmetic.
     """
-    if mode == "full" and rows is not None:
-        nodes = _Nodes("upsample", consts)
-        _bilinear_all(nodes, logits, out_hw, labels, rows)
-        return nodes.nodes
     if mode == "full":
         return [
             helper.make_node("Shape", [logits], ["logits_nc"], start=0, end=2),
@@ -166,6 +133,6 @@ def upsample_argmax(
         if topk < 1:
             raise ValueError(f"topk must be >= 1, got {topk}")
         nodes = _Nodes("upsample", consts)
-        _topk(nodes, logits, out_hw, labels, min(topk, num_labels) if num_labels else topk, rows)
+        _topk(nodes, logits, out_hw, labels, min(topk, num_labels) if num_labels else topk)
         return nodes.nodes
     raise ValueError(f"unknown upsample mode {mode!r}; expected one of {UPSAMPLE_MODES}")

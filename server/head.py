@@ -1,88 +1,127 @@
-"""The per-image stage: bilinear upsampling + argmax of one image's logits at its own size, in tiles.
+"""The per-image stage: bilinear upsampling + argmax of one image's logits at its own size.
 
-The batched stage (``SessionPool``) stops at the low-resolution logits; this runs the head graph of
-``contract.head`` (the exported graph's own upsampling nodes) for bands of output rows, each at most
-``TILE_PIXELS`` output pixels, into one preallocated mask. So the full-resolution work of an image of
-any size holds a bounded amount of memory (a band's candidates), never C or 4K full-size planes.
-ORT sessions are safe to run from several threads at once: requests run their heads side by side.
+The batched stage (the pools) stops at the low-resolution logits ``[C, h, w]``. With torch's bilinear
+(``align_corners=False``) an output pixel's logits are a convex combination of its cell's 4 corners, so
+when one class is the argmax at all 4 corners it is the argmax everywhere in the cell (a convex
+combination of non-negative margins is non-negative, and float rounding is monotone, so this holds for
+the computed values too). Hence:
+
+1. the argmax at low resolution; pixels of cells whose 4 corners agree ("uniform", typically 85-95 %
+   of a photo) get that label by two gathers, no arithmetic;
+2. only the pixels of the other cells are interpolated, over the graph's candidates: ``topk`` the union
+   of the 4 corners' top-K classes (the graph's 4K slots and its arithmetic, so its mask exactly),
+   ``full`` every class.
+
+numpy on one core per image, in bands of output rows and chunks of interpolated pixels, so an image of
+any size holds a few tens of MB beyond its mask. It replaced a second ONNX Runtime session over the
+graph's own upsampling nodes (``docs/CONTRACT.md``), which computed 4K planes for every pixel: that
+head took 28 ms on 2 threads for a 683x512 mask (this one ~4 ms on one) and kept a ~350 MB arena.
 """
 
 from __future__ import annotations
 
-import math
-import threading
-
 import numpy as np
-import onnx
-import onnxruntime as ort
 
-from contract.head import HEAD_LOGITS, HEAD_OUT_HW, HEAD_ROWS
-
-#: output pixels per tile: top-K (K=3) holds 12 float planes per tile, ~50 MB at 1 Mpx (tried 4 Mpx:
-#: ~20 % less head time on a 2 Mpx image, but a 36 Mpx PNG peaked at 1.34 GB and three at once at 2.9 GB)
-TILE_PIXELS = 1 << 20
+#: interpolated candidate values per step (4 MB of float32 per temporary)
+CHUNK_VALUES = 1 << 20
 
 
-def tile_rows(height: int, width: int, tile_pixels: int = TILE_PIXELS) -> list[tuple[int, int]]:
-    """Bands (start, end) of output rows covering ``height``, each at most ``tile_pixels`` pixels."""
-    rows = max(1, min(height, tile_pixels // max(1, width)))
-    count = math.ceil(height / rows)
-    rows = math.ceil(height / count)  # even bands
-    return [(start, min(height, start + rows)) for start in range(0, height, rows)]
+def axis_weights(
+    in_size: int, out_size: int, start: int = 0, end: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """torch's bilinear (``align_corners=False``) source indices ``i0``, ``i1`` and weights ``l0``,
+    ``l1`` (float32) for output positions start..end-1 of an ``out_size`` axis resized from
+    ``in_size``: the float32 arithmetic of ``contract.upsample`` (and of ``Resize pytorch_half_pixel``)."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    pos = np.arange(start, out_size if end is None else end, dtype=np.float32)
+    src = np.maximum(scale * (pos + np.float32(0.5)) - np.float32(0.5), np.float32(0))
+    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    l1 = np.clip(src - i0.astype(np.float32), np.float32(0), np.float32(1))
+    return i0, np.minimum(i0 + 1, in_size - 1), np.float32(1) - l1, l1
 
 
-def _session(graph: onnx.ModelProto, providers: list[object], threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    # every core for a lone request's head (its latency); heads of concurrent requests share the cores,
-    # so the threads do not spin while waiting
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    # its own arena: without one every tile's buffers are fresh mappings (page faults): 2.4x the time
-    # (B0, 683x512: 51 vs 28 ms). Tiles are at most TILE_PIXELS and at most ``concurrency`` run at once,
-    # so the arena's high-water is bounded; ``warm`` takes it there at load, not on a user's request.
-    options.enable_cpu_mem_arena = True
-    options.log_severity_level = 3
-    return ort.InferenceSession(graph.SerializeToString(), options, providers=providers)
+def _argmax(flat: np.ndarray) -> np.ndarray:
+    """``flat.argmax(axis=0)`` of ``[C, n]`` (first index on ties) one class at a time: contiguous
+    compares, 4x faster than numpy's argmax over the strided axis (0.8 vs 3 ms for 150 x 128 x 128)."""
+    best, top = np.zeros(flat.shape[1], np.int64), flat[0].copy()
+    for c in range(1, flat.shape[0]):
+        higher = flat[c] > top
+        np.copyto(top, flat[c], where=higher)
+        best[higher] = c
+    return best
+
+
+def _top_k(flat: np.ndarray, points: np.ndarray, k: int) -> np.ndarray:
+    """``[len(points), k]`` classes of the k largest logits at low-res ``points``, largest first (ties:
+    the lower class first, as ONNX TopK)."""
+    part = np.ascontiguousarray(flat[:, points].T)  # [n, C]
+    top, rows = np.empty((len(points), k), np.int64), np.arange(len(points))
+    for slot in range(k):
+        top[:, slot] = part.argmax(axis=1)
+        part[rows, top[:, slot]] = -np.inf
+    return top
 
 
 class MaskHead:
-    """A session over the head graph; at most ``concurrency`` tiles run at once (bounded memory: a 1 Mpx
-    top-K tile holds ~350 MB of intermediates; one at a time, on every core, is as fast on a CPU)."""
+    """Masks from one image's logits (see the module doc); ``mode`` and ``topk`` are the graph's."""
 
-    def __init__(
-        self,
-        head: onnx.ModelProto,
-        providers: list[object],
-        mask_dtype: np.dtype,
-        threads: int = 1,
-        concurrency: int = 1,
-    ) -> None:
-        self.session = _session(head, providers, threads)
-        self.mask_dtype = mask_dtype
-        self.concurrency = max(1, concurrency)
-        self._slots = threading.BoundedSemaphore(self.concurrency)
+    def __init__(self, mode: str, topk: int, mask_dtype: np.dtype) -> None:
+        if mode not in ("topk", "full"):
+            raise ValueError(f"unknown upsample mode {mode!r}")
+        self.mode, self.topk, self.mask_dtype = mode, topk, np.dtype(mask_dtype)
 
-    def warm(self, logits: np.ndarray) -> None:
-        """Full-size tiles, ``concurrency`` at once: the arena at its working size from the start."""
-        side = math.isqrt(TILE_PIXELS)
-        threads = [
-            threading.Thread(target=self.run, args=(logits, (side, side))) for _ in range(self.concurrency)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    def _cells(
+        self, logits: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[np.ndarray]]:
+        """Low-res labels ``[h, w]``, the index of each cell among the mixed ones (-1: uniform), and per
+        mixed cell its candidates (None: every class) and their logits at the 4 corners."""
+        classes, h, w = logits.shape
+        flat = logits.reshape(classes, h * w)
+        best = _argmax(flat).reshape(h, w)
+        right, down = np.minimum(np.arange(w) + 1, w - 1), np.minimum(np.arange(h) + 1, h - 1)
+        below = best[down]
+        uniform = (best == best[:, right]) & (best == below) & (best == below[:, right])
+        cells = np.flatnonzero(~uniform)
+        index = np.full(h * w, -1, np.int32)
+        index[cells] = np.arange(len(cells), dtype=np.int32)
+        ci, cj = np.divmod(cells, w)
+        corners = [ci * w + cj, ci * w + right[cj], down[ci] * w + cj, down[ci] * w + right[cj]]
+        if self.mode == "full":
+            return best, index.reshape(h, w), None, [np.ascontiguousarray(flat[:, c].T) for c in corners]
+        table = np.zeros((h * w, min(self.topk, classes)), np.int64)
+        points = np.unique(np.concatenate(corners))
+        table[points] = _top_k(flat, points, table.shape[1])
+        candidates = np.concatenate([table[c] for c in corners], axis=1)  # [cells, 4K], the graph's slots
+        return best, index.reshape(h, w), candidates, [flat[candidates, c[:, None]] for c in corners]
 
-    def run(self, logits: np.ndarray, size: tuple[int, int], tile_pixels: int = TILE_PIXELS) -> np.ndarray:
-        """The ``[H, W]`` mask of one image's ``[C, h, w]`` logits at ``size`` = (H, W) (blocking)."""
+    def run(self, logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """The ``[H, W]`` mask of one image's float32 ``[C, h, w]`` logits at ``size`` = (H, W)."""
         height, width = size
+        _, h, w = logits.shape
+        best, index, candidates, corner = self._cells(np.asarray(logits, np.float32))
+        y0, _, wy0, wy1 = axis_weights(h, height)
+        x0, _, wx0, wx1 = axis_weights(w, width)
+        labels, cell = best.astype(self.mask_dtype)[:, x0], index[:, x0]  # [h, W]
         mask = np.empty((height, width), self.mask_dtype)
-        feeds = {HEAD_LOGITS: np.ascontiguousarray(logits[None], dtype=np.float32)}
-        feeds[HEAD_OUT_HW] = np.asarray(size, dtype=np.int64)
-        for start, end in tile_rows(height, width, tile_pixels):
-            feeds[HEAD_ROWS] = np.asarray((start, end), dtype=np.int64)
-            with self._slots:
-                (band,) = self.session.run(["mask"], feeds)
-            mask[start:end] = band[0]
+        slots = corner[0].shape[1]
+        bounds = np.searchsorted(y0, np.arange(h + 1))  # output rows [bounds[i], bounds[i+1]) come from row i
+        for i in range(h):
+            first, last = int(bounds[i]), int(bounds[i + 1])
+            if first == last:
+                continue
+            mask[first:last] = labels[i]
+            mixed = np.flatnonzero(cell[i] >= 0)  # output columns in mixed cells
+            step = max(1, CHUNK_VALUES // slots)
+            for c0 in range(0, len(mixed), step):
+                cols = mixed[c0 : c0 + step]
+                k = cell[i, cols]
+                ax, bx = wx0[cols, None], wx1[cols, None]
+                top = corner[0][k] * ax + corner[1][k] * bx  # [cols, slots]: x first, like the graph
+                bottom = corner[2][k] * ax + corner[3][k] * bx
+                rows = max(1, CHUNK_VALUES // (len(cols) * slots))
+                for r0 in range(first, last, rows):
+                    r1 = min(last, r0 + rows)
+                    value = top * wy0[r0:r1, None, None] + bottom * wy1[r0:r1, None, None]
+                    slot = value.argmax(axis=2)  # [rows, cols]
+                    mask[r0:r1, cols] = slot if candidates is None else candidates[k, slot]
         return mask

@@ -9,9 +9,9 @@ load than solo + lanes, and each compiled stream keeps its own activation memory
 ``InferRequest.infer`` releases the GIL, so lanes run side by side in the pool's threads.
 
 OpenVINO compiles the graph's batched stage (``contract.head.split``: image uint8 -> logits float32,
-no ``output_size`` input); the per-image stage (upsampling + argmax at each image's size, in tiles)
-is the same ONNX Runtime fp32 ``server.head.MaskHead`` as on the ORT pool, so only the network runs in
-bf16 and the upsampling to full size never does.
+no ``output_size`` input); the per-image stage (upsampling + argmax at each image's size) is the
+same fp32 numpy ``server.head.MaskHead`` as on the ORT pool, so only the network runs in bf16 and the
+upsampling to full size never does.
 
 bf16 and fp16 are checked when the pool loads: masks on a few smooth synthetic images at the
 verification shapes are compared with an fp32 compilation; below ``--bf16-min-agreement`` the pool
@@ -92,9 +92,7 @@ class OpenVinoPool:
         self._model = self.core.read_model(parts.body.SerializeToString())
         self.plan = plan = openvino_plan(settings, cores or usable_cores())
         self.spec = ModelSpec.from_graph(meta, self._image_shape())
-        self.head = MaskHead(
-            parts.head, ["CPUExecutionProvider"], self.spec.mask_dtype, cores or usable_cores()
-        )
+        self.head = MaskHead(parts.mode, parts.topk, self.spec.mask_dtype)
         self.upsample = parts.mode
         self.check = self._check_precision(precision, settings.bf16_min_agreement)
         self.precision: Precision = "fp32" if self.check.fallback else precision
@@ -193,16 +191,13 @@ class OpenVinoPool:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._infer, request, images)
 
     def warm_up(self, runs: int) -> float:
-        """Run every infer request ``runs`` times at the inference size, and the head (blocking); seconds."""
+        """Run every infer request ``runs`` times at the inference size (blocking); seconds."""
         start = time.perf_counter()
         height, width = self.spec.inference_size
         image = np.full((1, height, width, 3), 128, dtype=np.uint8)
-        logits = None
         for request in self.sessions:
             for _ in range(runs):
-                logits = self._infer(request, image)
-        if logits is not None:
-            self.head.warm(logits[0])
+                self._infer(request, image)
         return time.perf_counter() - start
 
     def close(self) -> None:

@@ -1,7 +1,7 @@
 """A pool of ONNX Runtime sessions lent to one batch at a time; ``run`` happens in a thread.
 
 The sessions run the graph's batched stage (``contract.head.split``: image → low-resolution logits);
-the per-image stage (upsampling + argmax at each image's own size, in tiles) is ``pool.head``. So a
+the per-image stage (upsampling + argmax at each image's own size, numpy) is ``pool.head``. So a
 batch needs one input shape only, whatever the original sizes of its images.
 
 No lock around ``session.run``: each session is used by one batch at a time (it is borrowed from the
@@ -137,8 +137,7 @@ class SessionPool:
             log.warning("CUDA provider is installed but unusable here; falling back to CPU")
         inputs = {i.name: i for i in first.get_inputs()}
         self.spec = ModelSpec.from_graph(meta, list(inputs["image"].shape))
-        cores_used = plan.solo_threads or plan.lane_threads * plan.lanes
-        self.head = MaskHead(parts.head, providers, self.spec.mask_dtype, cores_used, concurrency=1)
+        self.head = MaskHead(parts.mode, parts.topk, self.spec.mask_dtype)
         self.upsample = parts.mode
         self.precision = self.spec.precision
         self._free_lanes = list(self.lanes)
@@ -204,16 +203,13 @@ class SessionPool:
         return logits
 
     def warm_up(self, runs: int) -> float:
-        """Run every session ``runs`` times at the inference size, and the head (blocking); seconds."""
+        """Run every session ``runs`` times at the inference size (blocking); seconds."""
         start = time.perf_counter()
         height, width = self.spec.inference_size
         image = np.full((1, height, width, 3), 128, dtype=np.uint8)
-        logits = None
         for session in self.sessions:
             for _ in range(runs):
-                (logits,) = session.run(None, {"image": image})
-        if logits is not None:
-            self.head.warm(logits[0])
+                session.run(None, {"image": image})
         return time.perf_counter() - start
 
     def close(self) -> None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from server.head import axis_weights
+
 Infer = Callable[[np.ndarray], Awaitable[np.ndarray]]
 #: summed float32 logits per band of output rows
 BAND_BYTES = 64 << 20
@@ -33,29 +35,18 @@ def windows_1d(size: int, crop: int, stride: int) -> list[tuple[int, int]]:
     return out
 
 
-def _axis(in_size: int, out_size: int, start: int, end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """torch's bilinear (align_corners=False) source indices i0, i1 and weights for output positions
-    start..end-1 of an ``out_size`` axis resized from ``in_size``."""
-    scale = np.float32(in_size / out_size)
-    src = np.maximum((np.arange(start, end, dtype=np.float32) + 0.5) * scale - 0.5, 0)
-    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    i1 = np.minimum(i0 + 1, in_size - 1)
-    l1 = np.clip(src - i0, 0, 1).astype(np.float32)
-    return i0, i1, l1
-
-
 def upsample_rows(logits: np.ndarray, size: tuple[int, int], rows: tuple[int, int]) -> np.ndarray:
     """Output rows ``rows`` of ``[C, h, w]`` logits bilinearly resized to ``size`` (torch's
     ``F.interpolate(..., mode="bilinear", align_corners=False)``): float32 ``[C, rows, W]``. Only the
     low-resolution rows those output rows need are interpolated along x."""
     _, h, w = logits.shape
-    y0, y1, ly = _axis(h, size[0], *rows)
-    x0, x1, lx = _axis(w, size[1], 0, size[1])
+    y0, y1, ly0, ly = axis_weights(h, size[0], *rows)
+    x0, x1, lx0, lx = axis_weights(w, size[1])
     needed, inverse = np.unique(np.concatenate([y0, y1]), return_inverse=True)
     part = logits[:, needed]
-    columns = part[:, :, x0] * (1 - lx) + part[:, :, x1] * lx  # [C, needed, W]
+    columns = part[:, :, x0] * lx0 + part[:, :, x1] * lx  # [C, needed, W]
     top, bottom = columns[:, inverse[: len(y0)]], columns[:, inverse[len(y0) :]]
-    return top * (1 - ly)[None, :, None] + bottom * ly[None, :, None]
+    return top * ly0[None, :, None] + bottom * ly[None, :, None]
 
 
 def coverage(size: int, windows: list[tuple[int, int]]) -> np.ndarray:

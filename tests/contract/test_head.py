@@ -1,8 +1,8 @@
-"""``contract.head.split``: the batched stage + the per-image head in tiles give the graph's own mask."""
+"""``contract.head.split`` + ``server.head.MaskHead``: the batched stage and the per-image head give the
+graph's own mask."""
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from contract.head import split
-from server.head import MaskHead, tile_rows
+from server.head import MaskHead, axis_weights
 
 CPU = ["CPUExecutionProvider"]
 SIZES = [(683, 512), (333, 517), (37, 1021)]
@@ -41,27 +41,45 @@ def test_body_and_tiled_head_equal_the_graph(graphs: dict[str, Path], kind: str)
     assert parts.mode == ("full" if kind == "full" else "topk") and parts.num_labels == 150
     assert [i.name for i in parts.body.graph.input] == ["image"]  # no output_size: one key per shape
     whole, body = _session(str(graphs[kind])), _session(parts.body)
-    head = MaskHead(parts.head, CPU, np.dtype(np.uint8))
+    head = MaskHead(parts.mode, parts.topk, np.dtype(np.uint8))
     images = np.random.default_rng(0).integers(0, 256, (2, 128, 160, 3), dtype=np.uint8)
     (logits,) = body.run(None, {"image": images})
     assert logits.dtype == np.float32 and logits.shape == (2, 150, 32, 40)
     for size in SIZES:
         (expected,) = whole.run(["mask"], {"image": images, "output_size": np.array(size)})
         for index in range(2):
-            got = head.run(logits[index], size, tile_pixels=40_000)  # many bands
+            got = head.run(logits[index], size)
             assert got.shape == size and got.dtype == np.uint8
             # top-K: the same nodes, exactly; full: separable arithmetic vs Resize, float ties aside
             floor = 0.9999 if kind == "full" else 1.0
             assert np.mean(got == expected[index]) >= floor, (kind, size, index)
 
 
-def test_tiles_cover_every_row_once() -> None:
-    assert tile_rows(10, 10, tile_pixels=30) == [(0, 3), (3, 6), (6, 9), (9, 10)]
-    for height, width, pixels in [(6000, 6000, 1 << 20), (1, 16384, 1 << 20), (512, 683, 1 << 20), (7, 3, 2)]:
-        bands = tile_rows(height, width, pixels)
-        assert bands[0][0] == 0 and bands[-1][1] == height
-        assert all(a[1] == b[0] for a, b in itertools.pairwise(bands))
-        assert all((end - start) * width <= max(pixels, width) for start, end in bands)
+def test_smooth_logits_take_the_uniform_path_and_stay_exact() -> None:
+    """Real-looking logits (large regions, few boundary cells) and random ones (every cell mixed) give
+    the reference: every class upsampled with torch's arithmetic, then the argmax."""
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[0:24, 0:40].astype(np.float32)
+    smooth = np.stack([np.sin(y / (3 + c) + c) + np.cos(x / (4 + c)) for c in range(7)]).astype(np.float32)
+    noisy = rng.standard_normal((7, 24, 40), dtype=np.float32)
+    for logits in (smooth, noisy):
+        for size in [(24, 40), (97, 161), (13, 9), (1, 1), (300, 17)]:
+            (y0, y1, wy0, wy1), (x0, x1, wx0, wx1) = axis_weights(24, size[0]), axis_weights(40, size[1])
+            columns = logits[:, :, x0] * wx0 + logits[:, :, x1] * wx1
+            expected = (columns[:, y0] * wy0[:, None] + columns[:, y1] * wy1[:, None]).argmax(axis=0)
+            for head in (MaskHead("full", 0, np.dtype(np.uint8)), MaskHead("topk", 7, np.dtype(np.uint16))):
+                got = head.run(logits, size)
+                assert got.shape == size and got.dtype == head.mask_dtype
+                assert np.array_equal(got, expected), (size, head.mode)
+
+
+def test_axis_weights_follow_torch() -> None:
+    torch = pytest.importorskip("torch")
+    for in_size, out_size in [(128, 683), (128, 37), (32, 32), (5, 16384)]:
+        grid = torch.arange(in_size, dtype=torch.float32).reshape(1, 1, 1, -1)
+        expected = torch.nn.functional.interpolate(grid, size=(1, out_size), mode="bilinear").numpy()
+        i0, i1, l0, l1 = axis_weights(in_size, out_size)
+        np.testing.assert_allclose(i0 * l0 + i1 * l1, expected.reshape(-1), rtol=0, atol=1e-4)
 
 
 def test_split_refuses_a_graph_without_logits() -> None:
