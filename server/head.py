@@ -101,27 +101,24 @@ class MaskHead:
         best, index, candidates, corner = self._cells(np.asarray(logits, np.float32))
         y0, _, wy0, wy1 = axis_weights(h, height)
         x0, _, wx0, wx1 = axis_weights(w, width)
-        labels, cell = best.astype(self.mask_dtype)[:, x0], index[:, x0]  # [h, W]
-        mask = np.empty((height, width), self.mask_dtype)
-        slots = corner[0].shape[1]
-        bounds = np.searchsorted(y0, np.arange(h + 1))  # output rows [bounds[i], bounds[i+1]) come from row i
-        for i in range(h):
-            first, last = int(bounds[i]), int(bounds[i + 1])
-            if first == last:
-                continue
-            mask[first:last] = labels[i]
-            mixed = np.flatnonzero(cell[i] >= 0)  # output columns in mixed cells
-            step = max(1, CHUNK_VALUES // slots)
-            for c0 in range(0, len(mixed), step):
-                cols = mixed[c0 : c0 + step]
-                k = cell[i, cols]
-                ax, bx = wx0[cols, None], wx1[cols, None]
-                top = corner[0][k] * ax + corner[1][k] * bx  # [cols, slots]: x first, like the graph
-                bottom = corner[2][k] * ax + corner[3][k] * bx
-                rows = max(1, CHUNK_VALUES // (len(cols) * slots))
-                for r0 in range(first, last, rows):
-                    r1 = min(last, r0 + rows)
-                    value = top * wy0[r0:r1, None, None] + bottom * wy1[r0:r1, None, None]
-                    slot = value.argmax(axis=2)  # [rows, cols]
-                    mask[r0:r1, cols] = slot if candidates is None else candidates[k, slot]
+        mask = best.astype(self.mask_dtype)[:, x0][y0]  # every pixel its cell's low-res label
+        cell = index[:, x0]  # [h, W]: the mixed cell under (low-res row, output column), or -1
+        first = np.searchsorted(y0, np.arange(h + 1))  # output rows first[i]..first[i+1]-1 use row i
+        pair_i, pair_x = np.nonzero(cell >= 0)  # (low-res row, output column) pairs in mixed cells
+        step = max(1, CHUNK_VALUES // corner[0].shape[1])
+        for a in range(0, len(pair_i), step):
+            i, x = pair_i[a : a + step], pair_x[a : a + step]
+            k = cell[i, x]
+            ax, bx = wx0[x, None], wx1[x, None]
+            top = corner[0][k] * ax + corner[1][k] * bx  # [pairs, slots]: along x first, like the graph
+            bottom = corner[2][k] * ax + corner[3][k] * bx
+            rows, start = first[i + 1] - first[i], first[i]
+            at = start * width + x  # each pair's pixel in its first output row
+            for r in range(int(rows.max())):  # the pairs' r-th output rows, all pairs at once
+                if r >= rows.min():  # only the pairs with more rows (near the edges, or a lone row)
+                    more = rows > r
+                    top, bottom, k, at, start, rows = (v[more] for v in (top, bottom, k, at, start, rows))
+                y = start + r
+                slot = (top * wy0[y, None] + bottom * wy1[y, None]).argmax(axis=1)
+                mask.reshape(-1)[at + r * width] = slot if candidates is None else candidates[k, slot]
         return mask

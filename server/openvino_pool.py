@@ -1,12 +1,12 @@
 """An OpenVINO pool with the ``SessionPool`` interface, behind the same batcher, metrics and errors.
 
-The lanes are the infer requests of one compiled model with one stream per lane (``openvino_plan``):
-by default two streams of half the cores, no solo all-core stream. Unlike ONNX Runtime, a solo stream
-bought nothing here and cost memory: measured on 2 shared cores, a lone request on a 2-thread stream
-was as fast as on a 1-thread one (per-round ratio 1.01), the two-stream pool gave more images/s under
-load than solo + lanes, and each compiled stream keeps its own activation memory (~170 MB for B0 at
-512x512: in-process peak RSS 613 vs 782 MB). ``--sessions 1`` is the all-core, latency-first choice.
-``InferRequest.infer`` releases the GIL, so lanes run side by side in the pool's threads.
+The lanes are the infer requests of one compiled model (``openvino_plan``): by default one stream of
+every core with two infer requests (the next batch waits on the stream while one runs). Measured on 2
+cores against two 1-thread streams and against a solo all-core stream + two streams (docs/openvino.md):
+a lone request takes 69 ms instead of 119 (a 1-thread stream) at 2-10 % fewer images/s under load and
+~80 MB less RSS; the solo + two layout costs another compiled model's activations (+80-150 MB) for
+the same latency. ``--sessions N`` gives N streams of ``cores / N`` threads. ``InferRequest.infer``
+releases the GIL, so lanes run side by side in the pool's threads.
 
 OpenVINO compiles the graph's batched stage (``contract.head.split``: image uint8 -> logits float32,
 no ``output_size`` input); the per-image stage (upsampling + argmax at each image's size) is the
@@ -37,6 +37,7 @@ from contract.head import split
 from contract.spec import ModelSpec
 from server.cpufeatures import Precision
 from server.head import MaskHead
+from server.lanes import Lanes
 from server.pool import PoolPlan
 from server.settings import Settings, usable_cores
 
@@ -71,12 +72,13 @@ def check_images(inference_size: tuple[int, int], fixed: bool) -> list[np.ndarra
 
 
 def openvino_plan(settings: Settings, cores: int) -> PoolPlan:
-    """``--sessions N``: N streams of ``cores / N`` threads (or ``--intra-op-threads``); 0: 2 streams."""
-    streams = settings.sessions or min(2, cores)
+    """``--sessions N``: N streams of ``cores / N`` threads (or ``--intra-op-threads``); 0 (auto): one
+    stream of every core (docs/openvino.md: the measured choice against two streams and solo + two)."""
+    streams = settings.sessions or 1
     return PoolPlan(streams, settings.intra_op_threads or max(1, cores // streams))
 
 
-class OpenVinoPool:
+class OpenVinoPool(Lanes[ov.InferRequest]):
     """Infer requests over one graph, lent to one batch at a time (same interface as ``SessionPool``)."""
 
     runtime = "openvino"
@@ -97,17 +99,15 @@ class OpenVinoPool:
         self.check = self._check_precision(precision, settings.bf16_min_agreement)
         self.precision: Precision = "fp32" if self.check.fallback else precision
         lanes_model = self._compile(self.precision, plan.lanes, plan.lanes * plan.lane_threads)
-        self.lanes = [lanes_model.create_infer_request() for _ in range(plan.lanes)]
+        # at least two infer requests, so the next batch waits on a lone stream while one runs
+        lanes = [lanes_model.create_infer_request() for _ in range(max(2, plan.lanes))]
+        super().__init__(lanes, None, streams=plan.lanes)
         self._prime()
-        self.sessions = list(self.lanes)
         self.providers = [f"OpenVINO:CPU:{HINTS[self.precision]}"]
-        self._free_lanes = list(self.lanes)
-        self._released = asyncio.Event()
-        self.idle_since = time.monotonic()
         self._executor = ThreadPoolExecutor(max_workers=len(self.sessions), thread_name_prefix="openvino")
         log.info(
-            "loaded %s: OpenVINO %s CPU %s, %d stream(s) of %d thread(s)",
-            model_path.name, ov.get_version(), self.precision, plan.lanes, plan.lane_threads,
+            "loaded %s: OpenVINO %s CPU %s, %d stream(s) of %d thread(s), %d infer requests",
+            model_path.name, ov.get_version(), self.precision, plan.lanes, plan.lane_threads, len(lanes),
         )  # fmt: skip
 
     def _prime(self) -> None:
@@ -153,33 +153,8 @@ class OpenVinoPool:
         return PrecisionCheck(precision, worst, fallback)
 
     @property
-    def size(self) -> int:
-        return len(self.lanes)
-
-    @property
     def on_cuda(self) -> bool:
         return False
-
-    @property
-    def busy(self) -> int:
-        return len(self.lanes) - len(self._free_lanes)
-
-    async def acquire(self, alone: bool = False) -> ov.InferRequest:
-        """Borrow an infer request (``alone`` is accepted for ``SessionPool``'s interface: no solo here)."""
-        while True:
-            if self._free_lanes:
-                return self._free_lanes.pop()
-            self._released.clear()
-            await self._released.wait()
-
-    def release(self, request: ov.InferRequest) -> None:
-        self._free_lanes.append(request)
-        if self.busy == 0:
-            self.idle_since = time.monotonic()
-        self._released.set()
-
-    def kind(self, request: ov.InferRequest) -> str:
-        return "lane"
 
     @staticmethod
     def _infer(request: ov.InferRequest, images: np.ndarray) -> np.ndarray:

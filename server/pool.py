@@ -26,6 +26,7 @@ import onnxruntime as ort
 from contract.head import split
 from contract.spec import ModelSpec
 from server.head import MaskHead
+from server.lanes import Lanes
 from server.settings import Settings, usable_cores
 
 log = logging.getLogger("segformer.pool")
@@ -104,8 +105,8 @@ def _session_options(threads: int, spinning: bool, shared_arena: bool) -> ort.Se
     return options
 
 
-class SessionPool:
-    """Sessions over one graph, lent to one batch at a time (see ``PoolPlan``)."""
+class SessionPool(Lanes[ort.InferenceSession]):
+    """Sessions over one graph, lent to one batch at a time (see ``PoolPlan``, ``server.lanes``)."""
 
     runtime = "onnxruntime"
     check = None  # no load-time precision check: ONNX Runtime runs the graph's own precision
@@ -124,9 +125,8 @@ class SessionPool:
             options = _session_options(threads, spinning, shared_arena)
             return ort.InferenceSession(body, options, providers=providers)
 
-        self.lanes = [make(plan.lane_threads, spinning=plan.lanes == 1) for _ in range(plan.lanes)]
-        self.solo = make(plan.solo_threads, spinning=True) if plan.solo_threads else None
-        self.sessions = self.lanes + ([self.solo] if self.solo is not None else [])
+        lanes = [make(plan.lane_threads, spinning=plan.lanes == 1) for _ in range(plan.lanes)]
+        super().__init__(lanes, make(plan.solo_threads, spinning=True) if plan.solo_threads else None)
         first = self.sessions[0]
         self.providers: list[str] = first.get_providers()
         if settings.device == "cuda" and CUDA not in self.providers:
@@ -140,10 +140,6 @@ class SessionPool:
         self.head = MaskHead(parts.mode, parts.topk, self.spec.mask_dtype)
         self.upsample = parts.mode
         self.precision = self.spec.precision
-        self._free_lanes = list(self.lanes)
-        self._solo_busy = False
-        self._released = asyncio.Event()
-        self.idle_since = time.monotonic()  # when the last busy session was given back
         self._executor = ThreadPoolExecutor(max_workers=len(self.sessions), thread_name_prefix="ort")
         log.info(
             "loaded %s: providers %s, %d session(s) of %d intra-op thread(s)%s",
@@ -155,45 +151,8 @@ class SessionPool:
         )
 
     @property
-    def size(self) -> int:
-        """Sessions that run side by side (the solo session replaces them, it never joins them)."""
-        return len(self.lanes)
-
-    @property
     def on_cuda(self) -> bool:
         return CUDA in self.providers
-
-    @property
-    def busy(self) -> int:
-        """Sessions lent out now."""
-        return len(self.lanes) - len(self._free_lanes) + self._solo_busy
-
-    async def acquire(self, alone: bool = False) -> ort.InferenceSession:
-        """Borrow a session (give it back with ``release``).
-
-        ``alone`` (a lone request on an idle server) gets the solo session when there is one; otherwise a
-        free lane, waiting while the solo session runs (it already uses every core).
-        """
-        while True:
-            if alone and self.solo is not None and self.busy == 0:
-                self._solo_busy = True
-                return self.solo
-            if self._free_lanes and not self._solo_busy:
-                return self._free_lanes.pop()
-            self._released.clear()
-            await self._released.wait()
-
-    def release(self, session: ort.InferenceSession) -> None:
-        if session is self.solo:
-            self._solo_busy = False
-        else:
-            self._free_lanes.append(session)
-        if self.busy == 0:
-            self.idle_since = time.monotonic()
-        self._released.set()
-
-    def kind(self, session: ort.InferenceSession) -> str:
-        return "solo" if session is self.solo else "lane"
 
     async def run(self, session: ort.InferenceSession, images: np.ndarray) -> np.ndarray:
         """float32 ``logits`` ``[N, C, h, w]`` of a uint8 ``[N, H, W, 3]`` batch (the batched stage), in

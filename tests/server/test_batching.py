@@ -102,8 +102,9 @@ def test_client_disconnect_drops_the_request(served: Served) -> None:
 def test_lone_requests_get_the_solo_session_and_bursts_the_lanes(served: Served) -> None:
     model = httpx.get(f"{served.url}/v1/model", timeout=30).json()
     batching = model["batching"]
-    if model["runtime"] == "openvino":  # two streams, no solo (docs/openvino.md): every run is a lane's
-        assert batching["solo_session_threads"] == 0 and batching["sessions"] == min(2, usable_cores())
+    if model["runtime"] == "openvino":  # one all-core stream, no solo (docs/openvino.md): every run a lane's
+        assert batching["solo_session_threads"] == 0 and batching["sessions"] == 1
+        assert batching["intra_op_threads"] == usable_cores()
         before = metric_value(served.metrics(), "segformer_session_runs_total", session="lane")
         assert _post_native(served.url, image_bytes(64, 96, "PNG", seed=0)).status_code == 200
         assert metric_value(served.metrics(), "segformer_session_runs_total", session="lane") == before + 1

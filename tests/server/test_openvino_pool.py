@@ -21,8 +21,8 @@ from server.openvino_pool import OpenVinoPool, openvino_plan  # noqa: E402  (nee
 @pytest.mark.parametrize(
     ("settings", "cores", "plan"),
     [
-        (Settings(), 2, PoolPlan(2, 1)),
-        (Settings(), 16, PoolPlan(2, 8)),
+        (Settings(), 2, PoolPlan(1, 2)),
+        (Settings(), 16, PoolPlan(1, 16)),
         (Settings(), 1, PoolPlan(1, 1)),
         (Settings(sessions=1), 16, PoolPlan(1, 16)),
         (Settings(sessions=4, intra_op_threads=3), 16, PoolPlan(4, 3)),
@@ -34,7 +34,8 @@ def test_plan_is_streams(settings: Settings, cores: int, plan: PoolPlan) -> None
 
 def test_fp32_pool_matches_onnxruntime_at_any_output_size(random_b0_onnx: Path) -> None:
     pool = OpenVinoPool(random_b0_onnx, Settings(), "fp32", cores=2)
-    assert (pool.size, pool.plan.lane_threads, pool.plan.solo_threads) == (2, 1, 0)  # 2 streams, no solo
+    # one stream of both cores, two infer requests on it, no solo
+    assert (pool.size, pool.plan.lane_threads, pool.plan.solo_threads, len(pool.lanes)) == (1, 2, 0, 2)
     assert pool.spec.num_labels == 150 and pool.spec.inference_size == (512, 512)
     assert pool.precision == "fp32" and pool.check.agreement is None and not pool.check.fallback
     session = ort.InferenceSession(str(random_b0_onnx), providers=["CPUExecutionProvider"])
