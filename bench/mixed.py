@@ -99,6 +99,7 @@ def rss_plot(rss: list[int], path: Path) -> Path:
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
