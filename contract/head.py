@@ -24,7 +24,6 @@ class Split:
     body: onnx.ModelProto
     mode: str  # "topk" | "full"
     topk: int
-    num_labels: int
 
 
 def _upsample_of(graph: onnx.GraphProto) -> tuple[str, int]:
@@ -50,7 +49,7 @@ def _prune(graph: onnx.GraphProto, output: str) -> list[onnx.NodeProto]:
     return [node for i, node in enumerate(graph.node) if i in needed]
 
 
-def _body(model: onnx.ModelProto, logits: str, classes: int | str) -> onnx.ModelProto:
+def _body(model: onnx.ModelProto, logits: str, classes: int) -> onnx.ModelProto:
     graph = model.graph
     nodes = _prune(graph, logits)
     used = {name for node in nodes for name in node.input}
@@ -81,12 +80,11 @@ def split(model: onnx.ModelProto) -> Split:
     if not any(o.name == MASK for o in graph.output):
         raise ValueError("not a contract graph: no 'mask' output")
     mode, topk = _upsample_of(graph)
-    classes = _classes(model, logits)
-    body = _body(model, logits, classes or "classes")
-    return Split(body, mode, topk or DEFAULT_TOPK, classes)
+    body = _body(model, logits, _classes(model))
+    return Split(body, mode, topk or DEFAULT_TOPK)
 
 
-def _classes(model: onnx.ModelProto, logits: str) -> int:
+def _classes(model: onnx.ModelProto) -> int:
     for prop in model.metadata_props:
         if prop.key == "segformer.num_labels":
             return int(prop.value)

@@ -3,7 +3,7 @@
 The lanes are the infer requests of one compiled model (``openvino_plan``): by default one stream of
 every core with two infer requests (the next batch waits on the stream while one runs). Measured on 2
 cores against two 1-thread streams and against a solo all-core stream + two streams (docs/openvino.md):
-a lone request takes 69 ms instead of 119 (a 1-thread stream) at 2-10 % fewer images/s under load and
+a lone request takes 69 ms instead of 119 (a 1-thread stream) at 2-13 % fewer images/s under load and
 ~80 MB less RSS; the solo + two layout costs another compiled model's activations (+80-150 MB) for
 the same latency. ``--sessions N`` gives N streams of ``cores / N`` threads. ``InferRequest.infer``
 releases the GIL, so lanes run side by side in the pool's threads.
@@ -94,7 +94,9 @@ class OpenVinoPool(Lanes[ov.InferRequest]):
         self._model = self.core.read_model(parts.body.SerializeToString())
         self.plan = plan = openvino_plan(settings, cores or usable_cores())
         self.spec = ModelSpec.from_graph(meta, self._image_shape())
-        self.head = MaskHead(parts.mode, parts.topk, self.spec.mask_dtype)
+        self.head = MaskHead(
+            parts.mode, parts.topk, self.spec.mask_dtype, concurrency=cores or usable_cores()
+        )
         self.upsample = parts.mode
         self.check = self._check_precision(precision, settings.bf16_min_agreement)
         self.precision: Precision = "fp32" if self.check.fallback else precision

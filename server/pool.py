@@ -137,7 +137,9 @@ class SessionPool(Lanes[ort.InferenceSession]):
             log.warning("CUDA provider is installed but unusable here; falling back to CPU")
         inputs = {i.name: i for i in first.get_inputs()}
         self.spec = ModelSpec.from_graph(meta, list(inputs["image"].shape))
-        self.head = MaskHead(parts.mode, parts.topk, self.spec.mask_dtype)
+        self.head = MaskHead(
+            parts.mode, parts.topk, self.spec.mask_dtype, concurrency=cores or usable_cores()
+        )
         self.upsample = parts.mode
         self.precision = self.spec.precision
         self._executor = ThreadPoolExecutor(max_workers=len(self.sessions), thread_name_prefix="ort")

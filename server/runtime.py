@@ -172,7 +172,7 @@ class ModelRuntime:
         return layout
 
     def mask(self, logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """The per-image stage (blocking: run it in a thread): logits → mask at ``size``, in tiles."""
+        """The per-image stage (blocking: run it in a thread): logits → mask at ``size`` (``server.head``)."""
         return self.pool.head.run(logits, size)
 
     def check_mode(self, mode: str | None) -> Mode:

@@ -3,14 +3,14 @@ and ModelStreamInfer), translating protos to ``server.v2`` and back; the work is
 
 Outputs go in ``raw_output_contents`` (what tritonclient reads). Errors map through the one
 ``ServeError`` → status table (``server/grpc/convert.py``); a failed stream request gets
-``error_message`` and the stream goes on. A stream keeps up to ``stream_max_inflight`` requests in the
-data plane at once and answers them in order.
+``error_message`` and the stream goes on. Streams are ``server.grpc.streams.OrderedStream``, as v1's:
+at most ``stream_max_inflight`` requests in the data plane, answered in order, back-pressure while the
+model's queue is full, UNAVAILABLE after a drain.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -26,7 +26,7 @@ from server.errors import ServeError
 from server.grpc import convert
 from server.grpc.gen import grpc_service_pb2 as pb
 from server.grpc.gen import grpc_service_pb2_grpc as pb_grpc
-from server.grpc.servicer import drain_queue
+from server.grpc.streams import STREAM_DRAINED, OrderedStream, admitted
 from server.settings import Settings
 from server.v2 import tensors
 from server.v2.service import InferResult, V2Service
@@ -79,7 +79,9 @@ def infer_response(result: InferResult) -> pb.ModelInferResponse:
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, dataplane: Any, settings: Settings) -> None:
         self._service = V2Service(dataplane, settings)
+        self._dataplane = dataplane
         self._inflight = settings.stream_max_inflight
+        self._default_timeout_s = settings.request_timeout_ms / 1000
 
     async def _call(
         self, name: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[Any]], model: str
@@ -143,11 +145,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         work = functools.partial(self._infer, request, remaining, "ModelInfer")
         return await self._call("ModelInfer", context, work, request.model_name)
 
+    def _stream_deadline(self, remaining: float | None) -> float:
+        return time.monotonic() + (self._default_timeout_s if remaining is None else remaining)
+
     async def _stream_one(self, request: pb.ModelInferRequest, remaining: float | None) -> Any:
-        """One stream request: a response either way (errors in ``error_message``); raises only cancel."""
+        """One stream request: a response either way (errors in ``error_message``); raises only cancel.
+        Shed for a full queue, it waits for room and tries again until its deadline (``admitted``)."""
         start, endpoint = time.perf_counter(), METHOD + "ModelStreamInfer"
         try:
-            response = await self._infer(request, remaining, "ModelStreamInfer")
+            work = functools.partial(self._infer, request, remaining, "ModelStreamInfer")
+            deadline = self._stream_deadline(remaining)
+            response = await admitted(self._dataplane, request.model_name or None, deadline, work)
         except ServeError as err:
             failure = err
         except asyncio.CancelledError:
@@ -171,33 +179,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Any
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        slots = asyncio.Semaphore(self._inflight)
-        pending: asyncio.Queue[asyncio.Task[Any] | None] = asyncio.Queue()
-
-        async def read() -> None:
-            try:
-                iterator = aiter(request_iterator)
-                while True:
-                    await slots.acquire()
-                    try:
-                        request = await anext(iterator)
-                    except StopAsyncIteration:
-                        return
-                    work = self._stream_one(request, context.time_remaining())
-                    pending.put_nowait(asyncio.create_task(work))
-            finally:
-                pending.put_nowait(None)
-
-        reader = asyncio.create_task(read())
-        try:
-            while (task := await pending.get()) is not None:
-                yield await task
-                slots.release()
-            await reader
-        finally:
-            reader.cancel()
-            tasks = [t for t in drain_queue(pending) if t is not None]
-            for task in tasks:
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.gather(reader, *tasks, return_exceptions=True)
+        stream = OrderedStream(
+            request_iterator,
+            lambda request: self._stream_one(request, context.time_remaining()),
+            model=lambda request: request.model_name or None,
+            deadline=lambda request: self._stream_deadline(context.time_remaining()),
+            dataplane=self._dataplane,
+            inflight=self._inflight,
+        )
+        async for response in stream.responses():
+            yield response
+        if stream.drained:
+            failure = errors.shutting_down()
+            context.set_trailing_metadata(convert.error_trailers(failure))
+            await context.abort(convert.grpc_code(failure), STREAM_DRAINED)
