@@ -191,6 +191,7 @@ def _mixed_section(mixed: dict[str, Any] | None) -> list[str]:
             f"1000`: mean batch {b8['mean_batch']:.2f} (target ≥ 4), {b8['images_per_s']:.2f} img/s "
             "(reported, not targeted: batches do not pay on 2 cores)."
         )
+    lines.append("- One request's memory (a 36 Mpx PNG, three at once, 300 sizes): [MEMORY.md](MEMORY.md).")
     if mixed.get("plot"):
         lines += ["", "![rss_over_requests](rss_over_requests.png)"]
     return lines

@@ -224,7 +224,8 @@ def triton_phase(plan: Plan, graph: Path, system: str, max_batch: int, delay_us:
 
 def mixed_phase(plan: Plan, graph: Path) -> None:
     """Mixed sizes (0.3–2.5× of 683×512): ours over REST and gRPC streams, PyTriton, at c=4 and 16; then
-    ``bench.mixed``: RSS over 1,000 requests at defaults (+ plot) and the batching soak (batch 8)."""
+    ``bench.mixed``: RSS over 1,000 requests at defaults (+ plot) and the batching soak (batch 8); then
+    ``bench.memory``: one request's memory (MEMORY.md)."""
     folder = plan.work / "mixed-images"
     folder.mkdir(parents=True, exist_ok=True)
     images = []
@@ -263,6 +264,8 @@ def mixed_phase(plan: Plan, graph: Path) -> None:
     ]
     _python("bench.mixed", *args, *map(str, plan.images))
     plan.mixed = json.loads(out.read_text())
+    # one request's memory (issue #12's figures): a 36 Mpx PNG, three at once, 300 sizes -> MEMORY.md
+    _python("bench.memory", *args, *map(str, plan.images))
 
 
 def drift_note(plan: Plan) -> None:
