@@ -23,11 +23,15 @@ IMAGE = "ADE_val_00000001"
 
 
 @pytest.fixture(scope="module")
-def served(real_b0_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(REST URL, gRPC URL) of one server on the real weights."""
+def served(
+    real_b0_onnx: Path, random_b0_onnx: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """(REST URL, gRPC URL) of one server on the real weights (the default model) and, beside them, a
+    random B0 named ``random``."""
     grpc_port = free_port()
     workdir = tmp_path_factory.mktemp("eval-server")
-    server = Served(workdir, "--model", str(real_b0_onnx), "--grpc-port", str(grpc_port), grpc=True)
+    models = ("--model", str(real_b0_onnx), "--model", f"random={random_b0_onnx}")
+    server = Served(workdir, *models, "--grpc-port", str(grpc_port), grpc=True)
     try:
         server.wait_ready()
         yield server.url, f"grpc://127.0.0.1:{grpc_port}"
@@ -105,6 +109,21 @@ def test_native_mode_and_the_comparison(
     rows = out.splitlines()[out.splitlines().index(next(x for x in out.splitlines() if "ΔIoU" in x)) + 1 :]
     changes = [abs(float(r.split()[-4])) for r in rows if r.split()[-4] != "nan"]
     assert changes == sorted(changes, reverse=True) and changes[0] > 0
+
+
+def test_a_named_model_is_evaluated_over_rest_and_grpc(
+    served: tuple[str, str], ade: Path, random_b0_onnx: Path, tmp_path: Path
+) -> None:
+    rest_url = served[0]
+    default = _eval(rest_url, ade, tmp_path / "default.json", "-q")
+    named = _eval(rest_url, ade, tmp_path / "named.json", "-q", "--model-name", "segformer-b0-ade20k")
+    assert named["model"] == default["model"] == "segformer-b0-ade20k" and named["mIoU"] == default["mIoU"]
+    other = [_eval(url, ade, tmp_path / f"random-{i}.json", "-q", "--model-name", "random") for i, url in
+             enumerate(served)]  # fmt: skip
+    assert [run["model"] for run in other] == ["random", "random"] and other[0]["mIoU"] == other[1]["mIoU"]
+    _, aacc, miou = _reference(random_b0_onnx, ade, "resize")
+    assert other[0]["mIoU"] == pytest.approx(miou) and other[0]["aAcc"] == pytest.approx(aacc)
+    assert other[0]["mIoU"] != default["mIoU"]  # another model's numbers, not the default's
 
 
 def test_a_model_path_is_evaluated_through_a_private_server(
