@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import time
-from collections.abc import Coroutine
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request
@@ -16,13 +14,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from server import errors, imaging, metrics
 from server.dataplane import DataPlane
 from server.rest.body import BodyLimits, read_image_bytes
+from server.rest.disconnect import client_closed, unless_disconnected
 from server.rest.schemas import ERROR_RESPONSES, ErrorBody, Health, ModelList, SegmentJSON
 from server.schemas import ModelDescription
 from server.settings import Settings
 from server.types import SegmentRequest, SegmentResult
 
 router = APIRouter()
-CLIENT_CLOSED_REQUEST = 499
 Format = Literal["png", "json", "overlay"]
 ModelName = Annotated[str, Path(description="a served model's name (GET /v1/models)")]
 
@@ -64,33 +62,6 @@ def _negotiate(format_: Format | None, accept: str | None) -> Format:
     if format_ is not None:
         return format_
     return "json" if accept and "application/json" in accept.lower() else "png"
-
-
-async def _disconnected(request: Request) -> None:
-    """Returns when the client closes the connection (the body has been read already)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _unless_disconnected(
-    request: Request, work: Coroutine[Any, Any, SegmentResult]
-) -> SegmentResult | None:
-    """Run ``work``; if the client goes away first, cancel it (dropping it from its batch), None."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    finally:
-        watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    return None
 
 
 def _render(result: SegmentResult, format_: Format, alpha: float) -> Response:
@@ -136,10 +107,9 @@ async def _segment(
     data = await read_image_bytes(request, BodyLimits.of(settings))
     endpoint = request.scope["route"].path
     work = plane.segment(SegmentRequest(data, mode, deadline, "rest", endpoint, model=model))
-    result = await _unless_disconnected(request, work)
-    if result is None:  # nobody to answer; 499 (nginx's "client closed request") for the metrics
-        metrics.observe_error("rest", "client_disconnected")
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    result = await unless_disconnected(request, work)
+    if result is None:  # nobody to answer (server/rest/disconnect.py)
+        return client_closed()
     return await asyncio.to_thread(_render, result, _negotiate(format_, accept), settings.overlay_alpha)
 
 

@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute
 from server import errors, metrics
 from server.errors import ServeError
 from server.rest.body import BodyLimits, read_limited
+from server.rest.disconnect import client_closed, unless_disconnected
 from server.rest.v2_body import HEADER, parse_infer, render_infer
 from server.v2 import models
 from server.v2.service import V2Service
@@ -118,7 +119,9 @@ async def model_infer(
     body = await read_limited(request, BodyLimits.of(settings))
     parsed = parse_infer(body, inference_header_content_length, model_name, model_version)
     endpoint = request.scope["route"].path if "route" in request.scope else "/v2/models/{model_name}/infer"
-    result = await service.infer(parsed, TRANSPORT, endpoint, deadline=None)
+    result = await unless_disconnected(request, service.infer(parsed, TRANSPORT, endpoint, deadline=None))
+    if result is None:  # the client went away while it waited: cancelled, 499 (server/rest/disconnect.py)
+        return client_closed()
     content, header = await asyncio.to_thread(render_infer, result, parsed.parameters)
     timing = {"Server-Timing": f"total;dur={(time.monotonic() - start) * 1000:.2f}"}
     if header is None:

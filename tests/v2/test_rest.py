@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
@@ -199,3 +202,41 @@ def test_binary_size_mismatch_and_the_server_keeps_serving(
         )
         > 0
     )
+
+
+def test_a_client_that_hangs_up_while_it_waits_is_cancelled_as_499(live: LiveServer) -> None:
+    endpoint = "/v2/models/{model_name}/infer"
+    before = metric_value(live.metrics(), "segformer_requests_total", endpoint=endpoint, status="499")
+    image = base64.b64encode(encode(scene(480, 640, seed=9), "PNG")).decode()
+    body = json.dumps({"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [image]}]})
+    # keep the sessions busy with slow native-mode work, so the v2 request is certainly still waiting
+    # when its client hangs up (distinct sizes: six batches one after the other)
+    blockers = [encode(scene(1024 - 16 * i, 1024, seed=10 + i), "PNG") for i in range(6)]
+    with ThreadPoolExecutor(max_workers=len(blockers)) as pool:
+        busy = [
+            pool.submit(
+                httpx.post,
+                f"{live.rest_url}/v1/segment?mode=native",
+                content=b,
+                headers={"Content-Type": "image/png"},
+                timeout=120,
+            )
+            for b in blockers
+        ]
+        time.sleep(0.2)
+        head = f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head += f"Content-Length: {len(body)}\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", live.rest_port)) as sock:
+            sock.sendall(head.encode() + body.encode())
+            time.sleep(0.3)  # read and queued behind the blockers, then the client is gone
+        assert [f.result().status_code for f in busy] == [200] * len(blockers)
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        text = live.metrics()
+        if metric_value(text, "segformer_requests_total", endpoint=endpoint, status="499") > before:
+            break
+        time.sleep(0.1)
+    assert metric_value(text, "segformer_requests_total", endpoint=endpoint, status="499") == before + 1
+    assert metric_value(text, "segformer_errors_total", kind="client_disconnected") >= 1
+    answer = httpx.post(f"{live.rest_url}/v2/models/{MODEL}/infer", content=body, timeout=120)
+    assert answer.status_code == 200, answer.text  # and the server goes on
