@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,16 +47,12 @@ def test_corrupt_and_oversized_files_show_the_error_and_the_page_recovers(
     assert console_errors(page, allowed=(FAILED_REQUEST,)) == []
 
 
-def _send_and_hold(served: Served, image: bytes) -> socket.socket:
-    """A native-mode segment request whose answer nobody reads; closing the socket cancels it."""
-    head = (
-        f"POST /v1/segment?mode=native HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
-        f"Content-Length: {len(image)}\r\n\r\n"
-    )
-    assert served.port is not None
-    sock = socket.create_connection(("127.0.0.1", served.port), timeout=30)
-    sock.sendall(head.encode() + image)
-    return sock
+def _flood(served: Served, image: bytes, stop: threading.Event) -> None:
+    """One client sending native-mode requests back to back until ``stop`` (a 503 retries at once)."""
+    with httpx.Client(base_url=served.url, timeout=120) as client:
+        while not stop.is_set():
+            with contextlib.suppress(httpx.HTTPError):
+                client.post("/v1/segment?mode=native", content=image, headers={"Content-Type": "image/jpeg"})
 
 
 def _wait_metric(served: Served, name: str, ok: Callable[[float], bool], **labels: str) -> None:
@@ -68,12 +65,16 @@ def _wait_metric(served: Served, name: str, ok: Callable[[float], bool], **label
 def test_an_overloaded_server_is_reported_busy_with_its_retry_after(
     page: Any, demo_server: Served, real_photos: list[Path]
 ) -> None:
-    big = image_bytes(1024, 1024, "JPEG", seed=5)  # native mode at 1024x1024: seconds of inference on a CPU
-    running = _send_and_hold(demo_server, big)
-    waiting = None
+    # three clients keep the one session and the queue (size 1) full: one request runs, one waits, the
+    # others are refused and come back at once, so the page's upload finds the queue full (two held
+    # requests, as before, left a gap of one inference: once the numpy head made it ~0.3 s, the page
+    # could upload just after the waiting request had moved on)
+    big = image_bytes(1024, 1024, "JPEG", seed=5)
+    stop = threading.Event()
+    clients = [threading.Thread(target=_flood, args=(demo_server, big, stop)) for _ in range(3)]
+    for client in clients:
+        client.start()
     try:
-        _wait_metric(demo_server, "segformer_in_flight_requests", lambda v: v >= 1, transport="rest")
-        waiting = _send_and_hold(demo_server, big)
         _wait_metric(demo_server, "segformer_queue_depth", lambda v: v >= 1)  # the queue (size 1) is full
         upload(page, photo_to_show(real_photos), expect="error")
         message = page.find_element("id", "error").text
@@ -81,10 +82,10 @@ def test_an_overloaded_server_is_reported_busy_with_its_retry_after(
             r"Server busy, retry in \d+ s \(the request queue is full, retry later\)\.", message
         )
     finally:
-        running.close()
-        if waiting is not None:
-            waiting.close()
-    # both dropped by the server (the running one's inference may still finish in its thread)
+        stop.set()
+        for client in clients:
+            client.join(timeout=120)
+    # the clients have stopped: the server is idle again and serves the page
     _wait_metric(demo_server, "segformer_in_flight_requests", lambda v: v == 0, transport="rest")
     _wait_metric(demo_server, "segformer_queue_depth", lambda v: v == 0)
     upload(page, photo_to_show(real_photos))
