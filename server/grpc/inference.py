@@ -26,7 +26,7 @@ from server.errors import ServeError
 from server.grpc import convert
 from server.grpc.gen import grpc_service_pb2 as pb
 from server.grpc.gen import grpc_service_pb2_grpc as pb_grpc
-from server.grpc.streams import STREAM_DRAINED, OrderedStream, admitted
+from server.grpc.streams import OrderedStream, admitted
 from server.settings import Settings
 from server.v2 import tensors
 from server.v2.service import InferResult, V2Service
@@ -187,9 +187,5 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             dataplane=self._dataplane,
             inflight=self._inflight,
         )
-        async for response in stream.responses():
+        async for response in stream.respond(context):
             yield response
-        if stream.drained:
-            failure = errors.shutting_down()
-            context.set_trailing_metadata(convert.error_trailers(failure))
-            await context.abort(convert.grpc_code(failure), STREAM_DRAINED)

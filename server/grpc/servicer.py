@@ -25,7 +25,7 @@ from server.errors import ServeError
 from server.grpc import convert
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
-from server.grpc.streams import DEADLINE_SLACK_S, STREAM_DRAINED, OrderedStream, admitted
+from server.grpc.streams import DEADLINE_SLACK_S, OrderedStream, admitted
 from server.settings import Settings
 from server.types import SegmentRequest
 
@@ -144,12 +144,8 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
             dataplane=self._dataplane,
             inflight=self._inflight,
         )
-        async for response in stream.responses():
+        async for response in stream.respond(context):
             yield response
-        if stream.drained:
-            failure = errors.shutting_down()
-            context.set_trailing_metadata(convert.error_trailers(failure))
-            await context.abort(convert.grpc_code(failure), STREAM_DRAINED)
 
     @rpc("GetModel")
     async def GetModel(

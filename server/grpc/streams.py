@@ -7,9 +7,9 @@ frames). Each request runs in its own task; the answers are written strictly in 
 slot is freed once its answer is written. A request shed anyway (another stream took the freed room
 first) waits for room and tries again until its deadline (``admitted``). Client cancellation cancels
 the reader and every request in flight. When the server closes its listeners (SIGTERM, after the drain
-delay) a stream still receiving stops reading, answers what it took and reports ``drained``: the
-servicer then ends the call with UNAVAILABLE so the client resends the rest elsewhere (a stream left
-open would only be cut when the grace period ends, losing its requests in flight).
+delay) a stream still receiving stops reading, answers what it took and ends the call with
+UNAVAILABLE (``shutting_down``) so the client resends the rest elsewhere (a stream left open would
+only be cut when the grace period ends, losing its requests in flight).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from server import errors
 from server.errors import ServeError
+from server.grpc import convert
 
 DEADLINE_SLACK_S = 0.01
 DRAIN_POLL_S = 0.05  # how soon an open stream notices the server is shutting down
@@ -59,10 +61,9 @@ class OrderedStream(Generic[Req, Resp]):
     ) -> None:
         self._requests, self._handle, self._model, self._deadline = requests, handle, model, deadline
         self._dataplane, self._inflight = dataplane, inflight
-        self.drained = False  # True once the stream stopped reading because the server is closing
 
-    async def responses(self) -> AsyncIterator[Resp]:
-        """The answers, in the requests' order; then ``drained`` says why the stream ended."""
+    async def respond(self, context: Any) -> AsyncIterator[Resp]:
+        """The call's answers, in the requests' order; UNAVAILABLE at the end if the server closed."""
         slots = asyncio.Semaphore(self._inflight)
         pending: asyncio.Queue[asyncio.Task[Resp] | None] = asyncio.Queue()
         draining = asyncio.create_task(_until_closing(self._dataplane))
@@ -71,7 +72,10 @@ class OrderedStream(Generic[Req, Resp]):
             while (task := await pending.get()) is not None:
                 yield await task
                 slots.release()
-            self.drained = await reader  # (re-raises a failed read, e.g. the client went away)
+            if await reader:  # drained (re-raises a failed read, e.g. the client went away)
+                failure = errors.shutting_down()
+                context.set_trailing_metadata(convert.error_trailers(failure))
+                await context.abort(convert.grpc_code(failure), STREAM_DRAINED)
         finally:
             reader.cancel()
             draining.cancel()

@@ -12,12 +12,15 @@ import contextlib
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -192,3 +195,56 @@ def noisy_png(min_bytes: int, seed: int = 0) -> bytes:
 def decode_mask(png: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(png)) as image:
         return np.asarray(image)
+
+
+def sigterm_mid_stream(
+    model: Path,
+    workdir: Path,
+    open_stream: Callable[[grpc.Channel, Iterator[Any]], Iterator[Any]],
+    request: Callable[[int], Any],
+    answered: Callable[[Any], int],
+) -> None:
+    """SIGTERM with a stream open (v1 ``StreamSegment``, v2 ``ModelStreamInfer``): the server stops
+    taking requests, answers every one it took in order, ends the call with UNAVAILABLE
+    (``shutting_down``, "resend") at once, not after its grace period, and exits 0. The client sends
+    ``request(i)`` for i = 0, 1, ... until the call ends; ``answered`` checks one response and returns
+    the index of the request it answers."""
+    server = LiveServer(
+        model, workdir, "--sessions", "1", "--intra-op-threads", "1", "--graceful-timeout-s", "60",
+        "--log-level", "warning",
+    )  # fmt: skip
+    stop, sent, indices = threading.Event(), [], []
+
+    def endless() -> Iterator[Any]:
+        index = 0
+        while not stop.is_set():
+            sent.append(index)
+            yield request(index)
+            index += 1
+            time.sleep(0.01)
+
+    try:
+        server.wait_ready()
+        with grpc.insecure_channel(server.grpc_address) as channel:
+            start = None
+            try:
+                for response in open_stream(channel, endless()):
+                    indices.append(answered(response))
+                    if len(indices) == 10:
+                        start = time.monotonic()
+                        server.proc.send_signal(signal.SIGTERM)
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+                assert ("segformer-error", "shutting_down") in exc.trailing_metadata()
+                assert "resend" in exc.details()
+            else:
+                raise AssertionError("the stream ended without a status")
+            finally:
+                stop.set()
+            assert start is not None and time.monotonic() - start < 10, "ended at once, not after the grace"
+        assert indices == list(range(len(indices))) and len(indices) >= 10
+        assert len(sent) > len(indices)  # the client kept sending: those requests were never taken
+        assert server.proc.wait(timeout=30) == 0
+    finally:
+        stop.set()
+        server.stop()

@@ -4,9 +4,7 @@ order, then UNAVAILABLE (``shutting_down``) at once, exit 0. Raw protos, a serve
 
 from __future__ import annotations
 
-import signal
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 
 from server.grpc.gen import grpc_service_pb2 as pb
 from server.grpc.gen import grpc_service_pb2_grpc as pb_grpc
-from tests.grpc.serving import LiveServer, scene_png
+from tests.grpc.serving import LiveServer, scene_png, sigterm_mid_stream
 
 MODEL = "segformer-b0-random"
 QUEUE = 4
@@ -66,48 +64,20 @@ def test_streams_wait_for_room_instead_of_failing_requests(small_queue: LiveServ
         assert all(list(r.infer_response.outputs[0].shape) == [1, 48, 64] for r in responses)
 
 
-def _endless(stop: threading.Event, sent: list[int]) -> Iterator[pb.ModelInferRequest]:
-    index = 0
-    while not stop.is_set():
-        sent.append(index)
-        yield _request(index, 40 + index % 5)
-        index += 1
-        time.sleep(0.01)
+def _answered(response: pb.ModelStreamInferResponse) -> int:
+    assert not response.error_message, response.error_message
+    index = int(response.infer_response.id[1:])
+    assert list(response.infer_response.outputs[0].shape) == [1, 40 + index % 5, 64]
+    return index
 
 
 def test_sigterm_ends_an_open_stream_after_answering_it(random_b0_onnx: Path, tmp_path: Path) -> None:
-    server = LiveServer(
-        random_b0_onnx, tmp_path, "--sessions", "1", "--intra-op-threads", "1", "--graceful-timeout-s", "60",
-        "--log-level", "warning",
-    )  # fmt: skip
-    stop, sent, answered = threading.Event(), [], []
-    try:
-        server.wait_ready()
-        with grpc.insecure_channel(server.grpc_address) as channel:
-            stub = pb_grpc.GRPCInferenceServiceStub(channel)
-            call = stub.ModelStreamInfer(_endless(stop, sent), timeout=120)
-            start = None
-            try:
-                for response in call:
-                    assert not response.error_message, response.error_message
-                    index = int(response.infer_response.id[1:])
-                    assert list(response.infer_response.outputs[0].shape) == [1, 40 + index % 5, 64]
-                    answered.append(index)
-                    if len(answered) == 10:
-                        start = time.monotonic()
-                        server.proc.send_signal(signal.SIGTERM)
-            except grpc.RpcError as exc:
-                assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
-                assert ("segformer-error", "shutting_down") in exc.trailing_metadata()
-                assert "resend" in exc.details()
-            else:
-                raise AssertionError("the stream ended without a status")
-            finally:
-                stop.set()
-            assert start is not None and time.monotonic() - start < 10, "ended at once, not after the grace"
-        assert answered == list(range(len(answered))) and len(answered) >= 10
-        assert len(sent) > len(answered)  # the client kept sending: those requests were never taken
-        assert server.proc.wait(timeout=30) == 0
-    finally:
-        stop.set()
-        server.stop()
+    sigterm_mid_stream(
+        random_b0_onnx,
+        tmp_path,
+        lambda channel, requests: pb_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer(
+            requests, timeout=120
+        ),
+        lambda i: _request(i, 40 + i % 5),
+        _answered,
+    )
