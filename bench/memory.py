@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from bench.common import write_json
+from bench.mixed import jpeg_at
 from bench.servers import start_server
 
 MB = 1024 * 1024
@@ -51,19 +52,8 @@ def big_png(side: int = 6000) -> bytes:
 def varied(photos: list[Path], count: int, seed: int = 5) -> list[bytes]:
     """``count`` JPEGs of the photos (synthetic blobs without photos) at sizes 32–1,600 px each side."""
     rng = np.random.default_rng(seed)
-    out = []
-    for index in range(count):
-        size = (int(rng.integers(32, 1601)), int(rng.integers(32, 1601)))  # (width, height)
-        if photos:
-            with Image.open(photos[index % len(photos)]) as image:
-                picture = image.convert("RGB").resize(size, Image.Resampling.BILINEAR)
-        else:
-            small = rng.integers(0, 256, (size[1] // 16 + 2, size[0] // 16 + 2, 3), dtype=np.uint8)
-            picture = Image.fromarray(small).resize(size, Image.Resampling.BILINEAR)
-        buffer = io.BytesIO()
-        picture.save(buffer, "JPEG", quality=90)
-        out.append(buffer.getvalue())
-    return out
+    sizes = [(int(rng.integers(32, 1601)), int(rng.integers(32, 1601))) for _ in range(count)]  # (w, h)
+    return [jpeg_at(photos, index, size, rng) for index, size in enumerate(sizes)]
 
 
 def _post(url: str, body: bytes, kind: str, fmt: str = "png") -> None:

@@ -31,16 +31,22 @@ def mixed_jpegs(photos: list[Path], count: int, seed: int = 0) -> list[bytes]:
     for index in range(count):
         scale = rng.uniform(0.3, 2.5)
         size = (max(32, round(683 * scale * rng.uniform(0.8, 1.2))), max(32, round(512 * scale)))
-        if photos:
-            with Image.open(photos[index % len(photos)]) as image:
-                picture = image.convert("RGB").resize(size, Image.Resampling.BILINEAR)
-        else:
-            small = rng.integers(0, 256, (size[1] // 16 + 1, size[0] // 16 + 1, 3), dtype=np.uint8)
-            picture = Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
-        buffer = io.BytesIO()
-        picture.save(buffer, "JPEG", quality=90)
-        out.append(buffer.getvalue())
+        out.append(jpeg_at(photos, index, size, rng))
     return out
+
+
+def jpeg_at(photos: list[Path], index: int, size: tuple[int, int], rng: np.random.Generator) -> bytes:
+    """Photo ``index`` (cycling) resized to ``size`` = (width, height) as a JPEG; smooth random blobs
+    drawn from ``rng`` when there are no photos."""
+    if photos:
+        with Image.open(photos[index % len(photos)]) as image:
+            picture = image.convert("RGB").resize(size, Image.Resampling.BILINEAR)
+    else:
+        small = rng.integers(0, 256, (size[1] // 16 + 1, size[0] // 16 + 1, 3), dtype=np.uint8)
+        picture = Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
 
 
 def _rss(pid: int) -> int:
