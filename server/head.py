@@ -117,6 +117,7 @@ class MaskHead:
         mask = best.astype(self.mask_dtype)[:, x0][y0]  # every pixel its cell's low-res label
         cell = index[:, x0]  # [h, W]: the mixed cell under (low-res row, output column), or -1
         first = np.searchsorted(y0, np.arange(h + 1))  # output rows first[i]..first[i+1]-1 use row i
+        out = mask.reshape(-1)  # a view: pixels written by flat index
         pair_i, pair_x = np.nonzero(cell >= 0)  # (low-res row, output column) pairs in mixed cells
         step = max(1, CHUNK_VALUES // (classes if candidates is None else candidates.shape[1]))
         for a in range(0, len(pair_i), step):
@@ -136,5 +137,5 @@ class MaskHead:
                     top, bottom, k, at, start, rows = (v[more] for v in (top, bottom, k, at, start, rows))
                 y = start + r
                 slot = (top * wy0[y, None] + bottom * wy1[y, None]).argmax(axis=1)
-                mask.reshape(-1)[at + r * width] = slot if candidates is None else candidates[k, slot]
+                out[at + r * width] = slot if candidates is None else candidates[k, slot]
         return mask

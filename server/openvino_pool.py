@@ -20,10 +20,8 @@ recompiles in fp32 and logs a warning (``fallback`` in ``/v1/model``).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,10 +101,9 @@ class OpenVinoPool(Lanes[ov.InferRequest]):
         lanes_model = self._compile(self.precision, plan.lanes, plan.lanes * plan.lane_threads)
         # at least two infer requests, so the next batch waits on a lone stream while one runs
         lanes = [lanes_model.create_infer_request() for _ in range(max(2, plan.lanes))]
-        super().__init__(lanes, None, streams=plan.lanes)
+        super().__init__(lanes, None, thread_prefix="openvino", streams=plan.lanes)
         self._prime()
         self.providers = [f"OpenVINO:CPU:{HINTS[self.precision]}"]
-        self._executor = ThreadPoolExecutor(max_workers=len(self.sessions), thread_name_prefix="openvino")
         log.info(
             "loaded %s: OpenVINO %s CPU %s, %d stream(s) of %d thread(s), %d infer requests",
             model_path.name, ov.get_version(), self.precision, plan.lanes, plan.lane_threads, len(lanes),
@@ -161,21 +158,3 @@ class OpenVinoPool(Lanes[ov.InferRequest]):
     @staticmethod
     def _infer(request: ov.InferRequest, images: np.ndarray) -> np.ndarray:
         return request.infer({"image": np.ascontiguousarray(images)}, share_inputs=True)["logits"]
-
-    async def run(self, request: ov.InferRequest, images: np.ndarray) -> np.ndarray:
-        """float32 ``logits`` ``[N, C, h, w]`` of a uint8 ``[N, H, W, 3]`` batch (the batched stage), in
-        the pool's thread executor; ``head.run`` turns each image's logits into its mask."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._infer, request, images)
-
-    def warm_up(self, runs: int) -> float:
-        """Run every infer request ``runs`` times at the inference size (blocking); seconds."""
-        start = time.perf_counter()
-        height, width = self.spec.inference_size
-        image = np.full((1, height, width, 3), 128, dtype=np.uint8)
-        for request in self.sessions:
-            for _ in range(runs):
-                self._infer(request, image)
-        return time.perf_counter() - start
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)

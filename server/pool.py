@@ -10,11 +10,8 @@ pool), and ORT releases the GIL, so N sessions run N batches in parallel.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,7 +123,8 @@ class SessionPool(Lanes[ort.InferenceSession]):
             return ort.InferenceSession(body, options, providers=providers)
 
         lanes = [make(plan.lane_threads, spinning=plan.lanes == 1) for _ in range(plan.lanes)]
-        super().__init__(lanes, make(plan.solo_threads, spinning=True) if plan.solo_threads else None)
+        solo = make(plan.solo_threads, spinning=True) if plan.solo_threads else None
+        super().__init__(lanes, solo, thread_prefix="ort")
         first = self.sessions[0]
         self.providers: list[str] = first.get_providers()
         if settings.device == "cuda" and CUDA not in self.providers:
@@ -142,7 +140,6 @@ class SessionPool(Lanes[ort.InferenceSession]):
         )
         self.upsample = parts.mode
         self.precision = self.spec.precision
-        self._executor = ThreadPoolExecutor(max_workers=len(self.sessions), thread_name_prefix="ort")
         log.info(
             "loaded %s: providers %s, %d session(s) of %d intra-op thread(s)%s",
             model_path.name,
@@ -156,22 +153,6 @@ class SessionPool(Lanes[ort.InferenceSession]):
     def on_cuda(self) -> bool:
         return CUDA in self.providers
 
-    async def run(self, session: ort.InferenceSession, images: np.ndarray) -> np.ndarray:
-        """float32 ``logits`` ``[N, C, h, w]`` of a uint8 ``[N, H, W, 3]`` batch (the batched stage), in
-        the pool's thread executor; ``head.run`` turns each image's logits into its mask."""
-        loop = asyncio.get_running_loop()
-        (logits,) = await loop.run_in_executor(self._executor, session.run, None, {"image": images})
+    def _infer(self, session: ort.InferenceSession, images: np.ndarray) -> np.ndarray:
+        (logits,) = session.run(None, {"image": images})
         return logits
-
-    def warm_up(self, runs: int) -> float:
-        """Run every session ``runs`` times at the inference size (blocking); seconds."""
-        start = time.perf_counter()
-        height, width = self.spec.inference_size
-        image = np.full((1, height, width, 3), 128, dtype=np.uint8)
-        for session in self.sessions:
-            for _ in range(runs):
-                session.run(None, {"image": image})
-        return time.perf_counter() - start
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
