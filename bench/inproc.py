@@ -88,8 +88,8 @@ def measure(args: argparse.Namespace) -> RunResult:
     elif args.kind == "ov":
         from bench.ovcase import OvCase
 
-        ov_case = OvCase(Path(args.source), args.threads, args.sessions, args.precision, images)
-        system, batch, stages = f"ov-mask-{args.precision}", 1, {}
+        ov_case = OvCase(Path(args.source), args.threads, args.sessions, args.precision, images, args.static)
+        system, batch, stages = f"ov-mask-{args.precision}" + ("-static" if args.static else ""), 1, {}
     else:
         threads = max(1, args.threads // args.sessions)
         cases = [
@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sessions", type=int, default=1, help="ort: sessions, ov: streams side by side")
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="bf16", help="ov only")
+    parser.add_argument("--static", action="store_true", help="ov only: compile for the inference size")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--system", default=None, help="name to report (default: derived)")

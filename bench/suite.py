@@ -143,15 +143,21 @@ def phase(plan: Plan, name: str) -> Iterator[None]:
         print(f"[bench] {name} FAILED: {exc}", flush=True)
 
 
-def serve_phase(plan: Plan, graph: Path, suffix: str = "", runtime: str = "onnxruntime") -> None:
+def serve_phase(
+    plan: Plan, graph: Path, suffix: str = "", runtime: str = "onnxruntime", precision: str = "auto"
+) -> None:
     """Our server on ``runtime``: the duel, then every transport and level; ``suffix``: REST at the first
-    two levels (the other upsample mode); ``runtime="openvino"``: ``ours-ov-rest`` at every level."""
-    args = ["--runtime", runtime, *plan.server_args]
+    two levels (the other upsample mode); ``runtime="openvino"``: ``ours-ov-rest`` at every level (the
+    default precision), or ``ours-ov-bf16-rest`` at the first three (``precision="bf16"``: pure bf16,
+    the same precision as the raw OpenVINO rows)."""
+    args = ["--runtime", runtime, "--precision", precision, *plan.server_args]
     server = start_server(graph, plan.work / "server", plan.threads, args)
     try:
         if runtime == "openvino":
-            for c in plan.concurrency:
-                load(plan, "rest", server.url, server.pid, "ours-ov-rest", c)
+            system = "ours-ov-rest" if precision == "auto" else f"ours-ov-{precision}-rest"
+            levels = plan.concurrency if precision == "auto" else plan.concurrency[:3]
+            for c in levels:
+                load(plan, "rest", server.url, server.pid, system, c)
             return
         if not suffix:
             out = plan.work / "raw" / "duel.json"
@@ -298,9 +304,14 @@ def run(plan: Plan) -> Plan:
         with phase(plan, system):
             inproc(plan, "ort", str(g["main"]), system, output=output, batch=batch, sessions=sessions)
     if plan.openvino:
-        for system, streams in (("ov-mask", 1), ("ov-mask-2s", 2)):
+        for system, streams, shape in (
+            ("ov-mask", 1, ()),
+            ("ov-mask-2s", 2, ()),
+            ("ov-mask-static", 1, ("--static",)),
+        ):
             with phase(plan, f"raw OpenVINO bf16 {system}"):
-                inproc(plan, "ov", str(g["main"]), system, sessions=streams, extra=("--precision", "bf16"))
+                extra = ("--precision", "bf16", *shape)
+                inproc(plan, "ov", str(g["main"]), system, sessions=streams, extra=extra)
     if "compare" in g:
         with phase(plan, f"raw ORT{other}"):
             inproc(plan, "ort", str(g["compare"]), f"ort-mask{other}")
@@ -311,6 +322,8 @@ def run(plan: Plan) -> Plan:
     if plan.openvino:
         with phase(plan, "segformer-serve on OpenVINO"):
             serve_phase(plan, g["main"], runtime="openvino")
+        with phase(plan, "segformer-serve on OpenVINO, pure bf16"):
+            serve_phase(plan, g["main"], runtime="openvino", precision="bf16")
     if "compare" in g:
         with phase(plan, f"segformer-serve{other}"):
             serve_phase(plan, g["compare"], other)

@@ -18,6 +18,10 @@ from onnx import TensorProto, helper, numpy_helper
 from contract.graph import IMAGE, LOGITS, MASK
 from contract.upsample import DEFAULT_TOPK
 
+#: where the OpenVINO ``mixed`` plan cuts a graph from ``segformer-export``: the outputs of stages 1-3
+#: (``model/``'s module names); stage 4 and the decode head run after them (docs/openvino.md)
+STAGE_CUT = tuple(f"/stages.{k}/Reshape_output_0" for k in range(3))
+
 
 @dataclass(frozen=True)
 class Split:
@@ -35,13 +39,14 @@ def _upsample_of(graph: onnx.GraphProto) -> tuple[str, int]:
     return "full", 0
 
 
-def _prune(graph: onnx.GraphProto, output: str) -> list[onnx.NodeProto]:
-    """The nodes ``output`` depends on, in graph order."""
+def _prune(graph: onnx.GraphProto, *outputs: str, stop: frozenset[str] = frozenset()) -> list[onnx.NodeProto]:
+    """The nodes ``outputs`` depend on, in graph order, not looking past the tensors in ``stop``."""
     producer = {name: i for i, node in enumerate(graph.node) for name in node.output}
     needed: set[int] = set()
-    stack = [output]
+    stack = list(outputs)
     while stack:
-        index = producer.get(stack.pop())
+        name = stack.pop()
+        index = None if name in stop else producer.get(name)
         if index is None or index in needed:
             continue
         needed.add(index)
@@ -82,6 +87,35 @@ def split(model: onnx.ModelProto) -> Split:
     mode, topk = _upsample_of(graph)
     body = _body(model, logits, _classes(model))
     return Split(body, mode, topk or DEFAULT_TOPK)
+
+
+def cut(body: onnx.ModelProto, at: tuple[str, ...]) -> tuple[onnx.ModelProto, onnx.ModelProto] | None:
+    """``body`` in two: ``image`` → the tensors ``at``, and ``at`` → its output (the same nodes, shared
+    initializers copied); None when a tensor is missing or the second part needs more than ``at``."""
+    typed = onnx.shape_inference.infer_shapes(body).graph
+    infos = {v.name: v for v in typed.value_info}
+    if any(name not in infos for name in at):
+        return None
+    graph, output = body.graph, body.graph.output[0]
+    front_nodes = _prune(graph, *at)
+    back_nodes = _prune(graph, output.name, stop=frozenset(at))
+    known = set(at) | {i.name for i in graph.initializer} | {o for n in back_nodes for o in n.output}
+    if any(name and name not in known for node in back_nodes for name in node.input):
+        return None
+
+    def part(
+        nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto]
+    ) -> onnx.ModelProto:
+        used = {name for node in nodes for name in node.input}
+        made = helper.make_graph(
+            nodes, "segformer_part", inputs, outputs, [i for i in graph.initializer if i.name in used]
+        )
+        model = helper.make_model(made, opset_imports=list(body.opset_import))
+        model.ir_version = body.ir_version
+        return model
+
+    cut_infos = [infos[name] for name in at]
+    return part(front_nodes, list(graph.input), cut_infos), part(back_nodes, cut_infos, [output])
 
 
 def _classes(model: onnx.ModelProto) -> int:

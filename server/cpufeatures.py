@@ -2,7 +2,8 @@
 
 ``--runtime auto``: OpenVINO when the ``openvino`` extra is installed and the CPU computes bf16 natively
 (``amx_bf16`` or ``avx512_bf16`` in ``/proc/cpuinfo``) and the server is not on CUDA; otherwise ONNX
-Runtime. ``--precision auto``: bf16 on OpenVINO with such a CPU, else fp32 (the graph's own precision).
+Runtime. ``--precision auto``: ``mixed`` (bf16 with stage 4 and the decode head in fp32) on OpenVINO with
+such a CPU, else fp32 (the graph's own precision).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Literal
 from server.settings import Settings
 
 Runtime = Literal["onnxruntime", "openvino"]
-Precision = Literal["fp32", "bf16", "fp16"]
+Precision = Literal["fp32", "bf16", "fp16", "mixed"]
 BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 FP16_FLAGS = frozenset({"amx_fp16", "avx512_fp16"})
 
@@ -78,16 +79,16 @@ def choose_runtime(settings: Settings, flags: frozenset[str], openvino: bool, cu
 def _precision(settings: Settings, runtime: Runtime, flags: frozenset[str], reason: str) -> Choice:
     asked = settings.precision
     if runtime == "onnxruntime":
-        if asked in ("bf16", "fp16"):
+        if asked in ("bf16", "fp16", "mixed"):
             raise ValueError(
                 f"--precision {asked} needs --runtime openvino (ONNX Runtime runs the graph's own precision; "
                 "export an fp16 graph with segformer-export --fp16 for CUDA)"
             )
         return Choice(runtime, "fp32", reason)
     if asked == "auto":
-        return Choice(runtime, "bf16" if has_native_bf16(flags) else "fp32", reason)
-    if asked == "bf16" and not has_native_bf16(flags):
-        raise ValueError("--precision bf16 on OpenVINO CPU needs AMX-BF16 or AVX512-BF16 (use fp32)")
+        return Choice(runtime, "mixed" if has_native_bf16(flags) else "fp32", reason)
+    if asked in ("bf16", "mixed") and not has_native_bf16(flags):
+        raise ValueError(f"--precision {asked} on OpenVINO CPU needs AMX-BF16 or AVX512-BF16 (use fp32)")
     if asked == "fp16" and not flags & FP16_FLAGS:
         raise ValueError("--precision fp16 on OpenVINO CPU needs AMX-FP16 or AVX512-FP16 (use fp32)")
     return Choice(runtime, asked, reason)

@@ -6,14 +6,19 @@ cores against two 1-thread streams and against a solo all-core stream + two stre
 a lone request takes 69 ms instead of 119 (a 1-thread stream) at 2-13 % fewer images/s under load and
 ~80 MB less RSS; the solo + two layout costs another compiled model's activations (+80-150 MB) for
 the same latency. ``--sessions N`` gives N streams of ``cores / N`` threads. ``InferRequest.infer``
-releases the GIL, so lanes run side by side in the pool's threads.
+releases the GIL, so lanes run side by side in the pool's threads. Each input shape the pool serves
+often gets its own static-shape compilation, about twice as fast as the dynamic one
+(``server.openvino_shapes``).
 
 OpenVINO compiles the graph's batched stage (``contract.head.split``: image uint8 -> logits float32,
 no ``output_size`` input); the per-image stage (upsampling + argmax at each image's size) is the
-same fp32 numpy ``server.head.MaskHead`` as on the ORT pool, so only the network runs in bf16 and the
-upsampling to full size never does.
+same fp32 numpy ``server.head.MaskHead`` as on the ORT pool, so the upsampling to full size is never
+in reduced precision. Precisions: ``fp32``, ``bf16`` and ``fp16`` compile the whole network with that
+hint; ``mixed`` (the default on CPUs with native bf16) cuts a ``segformer-export`` graph after stage
+3 (``contract.head.STAGE_CUT``) and runs stages 1-3 in bf16, stage 4 and the decode head in fp32
+(the measured trade: docs/openvino.md). A graph without the cut points runs fp32 under ``auto``.
 
-bf16 and fp16 are checked when the pool loads: masks on a few smooth synthetic images at the
+Reduced precisions are checked when the pool loads: masks on a few smooth synthetic images at the
 verification shapes are compared with an fp32 compilation; below ``--bf16-min-agreement`` the pool
 recompiles in fp32 and logs a warning (``fallback`` in ``/v1/model``).
 """
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,16 +37,17 @@ import onnx
 import openvino as ov
 from PIL import Image
 
-from contract.head import split
+from contract.head import STAGE_CUT, cut, split
 from contract.spec import ModelSpec
 from server.cpufeatures import Precision
 from server.head import MaskHead
 from server.lanes import Lanes
+from server.openvino_shapes import Chain, Shape, ShapeCache
 from server.pool import PoolPlan
 from server.settings import Settings, usable_cores
 
 log = logging.getLogger("segformer.openvino")
-HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "mixed": "bf16+f32"}
 CHECK_SHAPES = ((512, 512), (384, 640))  # (height, width), scaled to the graph's inference size
 
 
@@ -76,8 +83,11 @@ def openvino_plan(settings: Settings, cores: int) -> PoolPlan:
     return PoolPlan(streams, settings.intra_op_threads or max(1, cores // streams))
 
 
-class OpenVinoPool(Lanes[ov.InferRequest]):
-    """Infer requests over one graph, lent to one batch at a time (same interface as ``SessionPool``)."""
+class OpenVinoPool(Lanes[int]):
+    """Infer requests over one graph, lent to one batch at a time (same interface as ``SessionPool``).
+
+    A lane is an index: lane ``i`` runs on the ``i``-th infer requests of the compilation for its batch's
+    shape (``ShapeCache``: static where compiled, else the dynamic one)."""
 
     runtime = "openvino"
 
@@ -89,6 +99,7 @@ class OpenVinoPool(Lanes[ov.InferRequest]):
         meta = {p.key: p.value for p in graph.metadata_props}
         parts = split(graph)  # the batched stage (image -> logits) and the per-image head
         del graph
+        self._body = parts.body
         self._model = self.core.read_model(parts.body.SerializeToString())
         self.plan = plan = openvino_plan(settings, cores or usable_cores())
         self.spec = ModelSpec.from_graph(meta, self._image_shape())
@@ -96,50 +107,88 @@ class OpenVinoPool(Lanes[ov.InferRequest]):
             parts.mode, parts.topk, self.spec.mask_dtype, concurrency=cores or usable_cores()
         )
         self.upsample = parts.mode
+        self._static = settings.openvino_static_shapes > 0
+        precision = self._mixed_or_fp32(precision, auto=settings.precision == "auto")
         self.check = self._check_precision(precision, settings.bf16_min_agreement)
         self.precision: Precision = "fp32" if self.check.fallback else precision
-        lanes_model = self._compile(self.precision, plan.lanes, plan.lanes * plan.lane_threads)
+        threads = plan.lanes * plan.lane_threads
         # at least two infer requests, so the next batch waits on a lone stream while one runs
-        lanes = [lanes_model.create_infer_request() for _ in range(max(2, plan.lanes))]
-        super().__init__(lanes, None, thread_prefix="openvino", streams=plan.lanes)
+        requests = max(2, plan.lanes)
+        serving = self._parts(self.precision)
+        self.shapes = ShapeCache(
+            lambda shape: Chain(serving, shape, self._compiler(plan.lanes, threads), requests),
+            settings.openvino_static_shapes,
+        )
+        height, width = self.spec.inference_size
+        compiled_in = self.shapes.add((1, height, width, 3))
+        super().__init__(list(range(requests)), None, thread_prefix="openvino", streams=plan.lanes)
         self._prime()
         self.providers = [f"OpenVINO:CPU:{HINTS[self.precision]}"]
         log.info(
-            "loaded %s: OpenVINO %s CPU %s, %d stream(s) of %d thread(s), %d infer requests",
-            model_path.name, ov.get_version(), self.precision, plan.lanes, plan.lane_threads, len(lanes),
+            "loaded %s: OpenVINO %s CPU %s, %d stream(s) of %d thread(s), %d infer requests, "
+            "static shapes %s (%.2fs) of at most %d",
+            model_path.name, ov.get_version(), self.precision, plan.lanes, plan.lane_threads, requests,
+            self.shapes.shapes, compiled_in, settings.openvino_static_shapes,
         )  # fmt: skip
+
+    def _mixed_or_fp32(self, precision: Precision, auto: bool) -> Precision:
+        """``mixed`` needs the stage cut: without it ``auto`` serves fp32, an explicit ask is an error."""
+        if precision != "mixed" or cut(self._body, STAGE_CUT) is not None:
+            return precision
+        if not auto:
+            raise ValueError(
+                "--precision mixed needs a graph from segformer-export (its stage outputs "
+                f"{', '.join(STAGE_CUT)}); use bf16 or fp32 for this graph"
+            )
+        log.info("no stage outputs to cut at (not a segformer-export graph): fp32 instead of mixed")
+        return "fp32"
+
+    def _parts(self, precision: Precision) -> list[tuple[ov.Model, str]]:
+        """The models to run in order, each with its precision hint."""
+        if precision != "mixed":
+            return [(self._model, HINTS[precision])]
+        front, back = cut(self._body, STAGE_CUT) or (None, None)
+        assert front is not None and back is not None
+        return [
+            (self.core.read_model(front.SerializeToString()), HINTS["bf16"]),
+            (self.core.read_model(back.SerializeToString()), HINTS["fp32"]),
+        ]
 
     def _prime(self) -> None:
         """One small inference before any two threads call ``infer``: the first concurrent calls into the
         Python bindings can deadlock (seen with 2026.4: one thread inside a static initialiser waits for
         the GIL, the other holds the GIL and waits for that initialiser)."""
         height, width = self.spec.fixed_size or (64, 64)
-        self._infer(self.lanes[0], np.zeros((1, height, width, 3), np.uint8))
+        self.shapes.dynamic.run(0, np.zeros((1, height, width, 3), np.uint8))
 
     def _image_shape(self) -> list[Any]:
         shape = self._model.input("image").get_partial_shape()
         return [dim.get_length() if dim.is_static else None for dim in shape]
 
-    def _compile(self, precision: Precision, streams: int, threads: int) -> ov.CompiledModel:
-        config = {
-            "INFERENCE_PRECISION_HINT": HINTS[precision],
-            "NUM_STREAMS": streams,
-            "INFERENCE_NUM_THREADS": threads,
-        }
-        return self.core.compile_model(self._model, "CPU", config)
+    def _compiler(self, streams: int, threads: int) -> Callable[[ov.Model, str], ov.CompiledModel]:
+        def compile_model(model: ov.Model, hint: str) -> ov.CompiledModel:
+            config = {
+                "INFERENCE_PRECISION_HINT": hint,
+                "NUM_STREAMS": streams,
+                "INFERENCE_NUM_THREADS": threads,
+            }
+            return self.core.compile_model(model, "CPU", config)
+
+        return compile_model
 
     def _check_precision(self, precision: Precision, minimum: float) -> PrecisionCheck:
+        """Masks of ``precision`` vs fp32 on the check images, each compiled the way it is served (for its
+        static shape, unless static shapes are off)."""
         if precision == "fp32":
             return PrecisionCheck(precision, None, fallback=False)
         start = time.perf_counter()
-        threads = self.plan.lanes * self.plan.lane_threads
-        reduced, full = (self._compile(p, 1, threads) for p in (precision, "fp32"))
+        compile_model = self._compiler(1, self.plan.lanes * self.plan.lane_threads)
         scores = []
         for image in check_images(self.spec.inference_size, self.spec.fixed_size is not None):
+            shape: Shape | None = tuple(image.shape) if self._static else None
             size = (image.shape[1], image.shape[2])
-            masks = [
-                self.head.run(self._infer(m.create_infer_request(), image)[0], size) for m in (reduced, full)
-            ]
+            chains = [Chain(self._parts(p), shape, compile_model, 1) for p in (precision, "fp32")]
+            masks = [self.head.run(chain.run(0, image)[0], size) for chain in chains]
             scores.append(float(np.mean(masks[0] == masks[1])))
         worst = min(scores)
         fallback = worst < minimum
@@ -155,6 +204,9 @@ class OpenVinoPool(Lanes[ov.InferRequest]):
     def on_cuda(self) -> bool:
         return False
 
-    @staticmethod
-    def _infer(request: ov.InferRequest, images: np.ndarray) -> np.ndarray:
-        return request.infer({"image": np.ascontiguousarray(images)}, share_inputs=True)["logits"]
+    def _infer(self, session: int, images: np.ndarray) -> np.ndarray:
+        return self.shapes.run(session, images)
+
+    def close(self) -> None:
+        super().close()
+        self.shapes.close()

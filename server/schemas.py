@@ -61,7 +61,9 @@ class ModelDescription(BaseModel):
     mask_dtype: str
     precision: str = Field(description="the graph's precision")
     runtime: str = Field(description="onnxruntime or openvino (docs/openvino.md)")
-    inference_precision: str = Field(description="what the runtime computes in: fp32 | bf16 | fp16")
+    inference_precision: str = Field(
+        description="what the runtime computes in: fp32 | mixed (bf16 + fp32 stage 4 and head) | bf16 | fp16"
+    )
     precision_check: PrecisionCheck | None = Field(
         description="OpenVINO: the load-time check of bf16/fp16 against fp32; null on ONNX Runtime"
     )

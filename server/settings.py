@@ -81,10 +81,11 @@ class Settings(BaseSettings):
         description="inference runtime; auto = OpenVINO on a CPU with native bf16 (AMX-BF16 or AVX512-BF16) "
         "when the openvino extra is installed, else ONNX Runtime (always ONNX Runtime on CUDA)",
     )
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+    precision: Literal["auto", "fp32", "mixed", "bf16", "fp16"] = Field(
         "auto",
-        description="OpenVINO inference precision; auto = bf16 where the CPU has native bf16, else fp32 "
-        "(ONNX Runtime runs the graph's own precision)",
+        description="OpenVINO inference precision; mixed = stages 1-3 in bf16, stage 4 and the decode head "
+        "in fp32 (segformer-export graphs); auto = mixed where the CPU has native bf16 (fp32 for graphs "
+        "without the stage outputs), else fp32 (ONNX Runtime runs the graph's own precision)",
     )
     bf16_min_agreement: float = Field(
         0.9,
@@ -92,6 +93,14 @@ class Settings(BaseSettings):
         le=1,
         description="OpenVINO bf16/fp16: when masks agree with fp32 on less than this fraction of the "
         "pixels of the load-time check images (smooth synthetic ones), serve fp32 instead, with a warning",
+    )
+    openvino_static_shapes: int = Field(
+        4,
+        ge=0,
+        description="OpenVINO: input shapes ([batch, height, width]) that get their own static-shape "
+        "compilation (about twice as fast as the dynamic one; ~0.4 s to compile and its own activation "
+        "memory each): the inference size at load, others in the background on their second request, "
+        "least recently used dropped; 0 = dynamic shapes only",
     )
     cudnn_conv_algo_search: Literal["HEURISTIC", "EXHAUSTIVE", "DEFAULT"] = Field(
         "HEURISTIC", description="CUDA EP cuDNN convolution algorithm search"

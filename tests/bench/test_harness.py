@@ -61,13 +61,13 @@ def test_raw_ort_baseline(tiny_graph: Path, tmp_path: Path, output: str, batch: 
 @pytest.mark.skipif(
     importlib.util.find_spec("openvino") is None, reason="the openvino extra is not installed"
 )
-@pytest.mark.parametrize("streams", [1, 2])
-def test_raw_openvino_baseline(tiny_graph: Path, tmp_path: Path, streams: int) -> None:
+@pytest.mark.parametrize(("streams", "static"), [(1, False), (2, False), (1, True)])
+def test_raw_openvino_baseline(tiny_graph: Path, tmp_path: Path, streams: int, static: bool) -> None:
     out = tmp_path / "r.json"
     args = ["ov", str(tiny_graph), "--precision", "fp32", "--sessions", str(streams), "--duration", "0.2"]
-    inproc_main([*args, "--out", str(out)])
+    inproc_main([*args, *(["--static"] if static else []), "--out", str(out)])
     result = json.loads(out.read_text())
-    assert result["system"] == "ov-mask-fp32" and result["batch"] == 1
+    assert result["system"] == "ov-mask-fp32" + ("-static" if static else "") and result["batch"] == 1
     assert result["requests"] >= 3 * streams and result["images_per_s"] > 0
 
 
@@ -126,9 +126,29 @@ def test_openvino_targets() -> None:
     computed = {r.name: r for r in ratios.compute(results)}
     vs_ort = computed["throughput ours-OpenVINO / ours-ORT (peaks)"]
     assert vs_ort.value == pytest.approx(7.2 / 5.0) and vs_ort.met is True
-    vs_raw = computed["throughput ours-OpenVINO / raw OpenVINO bf16 (best of 1 and 2 streams)"]
-    assert vs_raw.value == pytest.approx(7.2 / 7.5) and vs_raw.met is True
-    assert computed["p50 at c=1: ours-OpenVINO − raw OpenVINO (ms)"].value == pytest.approx(5.0)
+    vs_raw = computed[
+        "throughput ours-OpenVINO bf16 / raw OpenVINO bf16 (best of dynamic 1, 2 streams, static)"
+    ]
+    assert vs_raw.value == pytest.approx(7.2 / 7.5) and vs_raw.met is True  # no pure-bf16 rows: the default's
+    assert computed["p50 at c=1: ours-OpenVINO bf16 − raw OpenVINO bf16 (ms)"].value == pytest.approx(5.0)
+    # with the pure-bf16 server and the static raw row, those two compare like with like
+    results += [
+        _row("ov-mask-static", 1, 14.0, 71.0),
+        _row("ours-ov-bf16-rest", 1, 12.0, 80.0),
+        _row("ours-ov-bf16-rest", 4, 13.0, 300.0),
+    ]
+    computed = {r.name: r for r in ratios.compute(results)}
+    vs_raw = computed[
+        "throughput ours-OpenVINO bf16 / raw OpenVINO bf16 (best of dynamic 1, 2 streams, static)"
+    ]
+    assert vs_raw.value == pytest.approx(13.0 / 14.0) and vs_raw.met is True
+    default = computed["throughput ours-OpenVINO default / raw OpenVINO bf16 (info: mixed vs pure bf16)"]
+    assert default.value == pytest.approx(7.2 / 14.0) and default.met is None
+    c1 = computed["p50 at c=1: ours-OpenVINO bf16 − raw OpenVINO bf16 (ms)"]
+    assert c1.value == pytest.approx(9.0) and c1.met is True
+    assert computed[
+        "p50 at c=1: ours-OpenVINO default − raw OpenVINO bf16 (info, ms)"
+    ].value == pytest.approx(74.0)
     rss = computed["peak RSS ours-OpenVINO / ours-ORT"]
     assert rss.value == pytest.approx(1.0) and rss.met is True  # _row: 100 MB everywhere
 

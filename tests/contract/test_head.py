@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from contract.head import split
+from contract.head import STAGE_CUT, cut, split
 from server.head import MaskHead, axis_weights
 
 CPU = ["CPUExecutionProvider"]
@@ -86,3 +86,20 @@ def test_split_refuses_a_graph_without_logits() -> None:
     graph = onnx.helper.make_graph([], "empty", [], [])
     with pytest.raises(ValueError, match="no 'logits'"):
         split(onnx.helper.make_model(graph))
+
+
+def test_cut_at_the_stages_gives_two_parts_equal_to_the_body(random_b0_onnx: Path) -> None:
+    body = split(onnx.load(str(random_b0_onnx))).body
+    parts = cut(body, STAGE_CUT)
+    assert parts is not None
+    front, back = parts
+    assert [o.name for o in front.graph.output] == list(STAGE_CUT)
+    assert [i.name for i in back.graph.input] == list(STAGE_CUT)
+    images = np.random.default_rng(0).integers(0, 256, (2, 128, 160, 3), dtype=np.uint8)
+    (expected,) = _session(body).run(None, {"image": images})
+    features = _session(front).run(None, {"image": images})
+    (got,) = _session(back).run(None, dict(zip(STAGE_CUT, features, strict=True)))
+    np.testing.assert_array_equal(got, expected)
+    assert cut(body, ("no-such-tensor",)) is None
+    # the back part would need the image too: not a cut
+    assert cut(body, STAGE_CUT[1:]) is None

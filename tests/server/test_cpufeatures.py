@@ -25,11 +25,11 @@ def test_flags_are_read_from_the_first_processor() -> None:
 @pytest.mark.parametrize(
     ("flags", "openvino", "cuda", "device", "expected"),
     [
-        (AMX, True, False, "auto", ("openvino", "bf16")),
+        (AMX, True, False, "auto", ("openvino", "mixed")),
         (AMX, False, False, "auto", ("onnxruntime", "fp32")),  # extra not installed
         (OLD, True, False, "auto", ("onnxruntime", "fp32")),  # no native bf16
         (AMX, True, True, "auto", ("onnxruntime", "fp32")),  # CUDA stays ONNX Runtime
-        (AMX, True, True, "cpu", ("openvino", "bf16")),
+        (AMX, True, True, "cpu", ("openvino", "mixed")),
         (AMX, True, False, "cuda", ("onnxruntime", "fp32")),
     ],
 )
@@ -44,6 +44,8 @@ def test_explicit_choices() -> None:
     assert choose_runtime(Settings(runtime="openvino"), OLD, True, False).precision == "fp32"
     bf16 = choose_runtime(Settings(runtime="openvino", precision="bf16"), AMX, True, False)
     assert bf16.precision == "bf16"
+    mixed = choose_runtime(Settings(runtime="openvino", precision="mixed"), AMX, True, False)
+    assert mixed.precision == "mixed"
     fp32 = choose_runtime(Settings(runtime="openvino", precision="fp32"), AMX, True, False)
     assert (fp32.runtime, fp32.precision) == ("openvino", "fp32")
     assert choose_runtime(Settings(runtime="onnxruntime"), AMX, True, False).runtime == "onnxruntime"
@@ -55,11 +57,13 @@ def test_explicit_choices() -> None:
         (Settings(runtime="openvino"), False, "not installed"),
         (Settings(runtime="openvino", device="cuda"), True, "--device cuda"),
         (Settings(runtime="onnxruntime", precision="bf16"), True, "needs --runtime openvino"),
+        (Settings(runtime="onnxruntime", precision="mixed"), True, "needs --runtime openvino"),
         (Settings(runtime="openvino", precision="fp16"), True, "AMX-FP16"),
     ],
 )
 def test_impossible_requests_are_refused(settings: Settings, openvino: bool, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         choose_runtime(settings, AMX, openvino, False)
-    with pytest.raises(ValueError, match="AMX-BF16"):  # no emulated bf16 on a CPU without it
-        choose_runtime(Settings(runtime="openvino", precision="bf16"), OLD, True, False)
+    for reduced in ("bf16", "mixed"):  # no emulated bf16 on a CPU without it
+        with pytest.raises(ValueError, match="AMX-BF16"):
+            choose_runtime(Settings(runtime="openvino", precision=reduced), OLD, True, False)

@@ -1,0 +1,97 @@
+"""Static-shape compilations beside the dynamic one (``server.openvino_shapes``) and the ``mixed`` plan."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from server.cpufeatures import cpu_flags, has_native_bf16
+from server.settings import Settings
+from server.source import resolve_model
+from tests.server.test_foreign import tiny_foreign
+
+pytest.importorskip("openvino", reason="the openvino extra is not installed")
+
+from server.openvino_pool import OpenVinoPool
+
+_NO_BF16 = pytest.mark.skipif(not has_native_bf16(cpu_flags()), reason="this CPU has no native bf16")
+INFERENCE = (1, 512, 512, 3)
+
+
+def _images(shape: tuple[int, ...]) -> np.ndarray:
+    return np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+
+
+def _wait_for(pool: OpenVinoPool, shape: tuple[int, ...]) -> None:
+    deadline = time.monotonic() + 60
+    while shape not in pool.shapes.shapes:
+        assert time.monotonic() < deadline, f"{shape} never compiled"
+        time.sleep(0.05)
+
+
+def test_a_shape_gets_a_static_compilation_on_its_second_request(random_b0_onnx: Path) -> None:
+    pool = OpenVinoPool(random_b0_onnx, Settings(openvino_static_shapes=2), "fp32", cores=2)
+    try:
+        assert pool.shapes.shapes == [INFERENCE]  # the inference size, compiled at load
+        new = (1, 256, 320, 3)
+        images = _images(new)
+        first = pool._infer(0, images)  # dynamic; counted once
+        assert pool.shapes.shapes == [INFERENCE] and pool.shapes.chain(new) is pool.shapes.dynamic
+        _wait_for(pool, new)  # the second sight (the chain() call above) compiled it in the background
+        static = pool.shapes.chain(new)
+        assert static is not pool.shapes.dynamic and pool.shapes.shapes == [INFERENCE, new]
+        np.testing.assert_allclose(static.run(1, images), first, atol=1e-3)
+        # a third shape made hot drops the least recently used one (capacity 2); `new` was used last
+        third = (2, 128, 128, 3)
+        pool.shapes.chain(third)
+        pool.shapes.chain(third)
+        _wait_for(pool, third)
+        assert pool.shapes.shapes == [new, third]
+    finally:
+        pool.close()
+
+
+def test_no_static_shapes_when_turned_off(random_b0_onnx: Path) -> None:
+    pool = OpenVinoPool(random_b0_onnx, Settings(openvino_static_shapes=0), "fp32", cores=2)
+    try:
+        for _ in range(3):
+            assert pool._infer(0, _images(INFERENCE)).shape == (1, 150, 128, 128)
+        time.sleep(0.2)
+        assert pool.shapes.shapes == [] and pool.shapes.chain(INFERENCE) is pool.shapes.dynamic
+    finally:
+        pool.close()
+
+
+@_NO_BF16
+def test_mixed_runs_the_network_in_two_parts_close_to_fp32(random_b0_onnx: Path) -> None:
+    mixed = OpenVinoPool(random_b0_onnx, Settings(), "mixed", cores=2)
+    full = OpenVinoPool(random_b0_onnx, Settings(), "fp32", cores=2)
+    try:
+        assert mixed.precision == "mixed" and mixed.providers == ["OpenVINO:CPU:bf16+f32"]
+        assert mixed.check.asked == "mixed" and mixed.check.agreement is not None
+        assert not mixed.check.fallback
+        assert len(mixed.shapes.dynamic.steps) == 2 and len(full.shapes.dynamic.steps) == 1
+        for shape in (INFERENCE, (1, 256, 320, 3)):  # static, then dynamic
+            images = _images(shape)
+            got, expected = mixed._infer(0, images), full._infer(0, images)
+            assert got.shape == expected.shape and got.dtype == np.float32
+            assert np.mean(got.argmax(1) == expected.argmax(1)) > 0.9
+    finally:
+        mixed.close()
+        full.close()
+
+
+@_NO_BF16
+def test_mixed_needs_the_stage_outputs(tmp_path: Path) -> None:
+    """A wrapped foreign graph has none: ``auto`` serves it in fp32, an explicit ``mixed`` is refused."""
+    wrapped = resolve_model(str(tiny_foreign(tmp_path / "foreign.onnx", 17)), Settings(cache_dir=tmp_path))
+    pool = OpenVinoPool(wrapped, Settings(), "mixed", cores=2)
+    try:
+        assert pool.precision == "fp32" and pool.check.agreement is None
+    finally:
+        pool.close()
+    with pytest.raises(ValueError, match="needs a graph from segformer-export"):
+        OpenVinoPool(wrapped, Settings(precision="mixed"), "mixed", cores=2)
