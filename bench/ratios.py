@@ -155,7 +155,7 @@ def _openvino(results: list[Result], ours: Result | None) -> list[Ratio]:
         )
         out.append(
             Ratio(
-                "p50 at c=1: ours-OpenVINO default − raw OpenVINO bf16 (info, ms)", delta, "—", None, detail
+                "p50 at c=1 (info): ours-OpenVINO default − raw OpenVINO bf16 (ms)", delta, "—", None, detail
             )
         )
     ov_rss = max((r.get("peak_rss_mb") or 0 for r in results if r["system"] == "ours-ov-rest"), default=0)

@@ -34,7 +34,16 @@ DESCRIPTIONS = {
     "ort-pipeline": "in-process JPEG → decode → resize → `session.run` → PNG (the server's `imaging` code), "
     "one session, no transport",
     "hf-transformers": "`SegformerImageProcessorPil` + eager model + `post_process_semantic_segmentation`",
+    "ov-mask": "raw OpenVINO bf16 (`bench/ovcase.py`): the whole serving graph, dynamic shapes, one stream "
+    "of every thread, pre-resized input",
+    "ov-mask-2s": "the same, two streams of half the threads looping side by side",
+    "ov-mask-static": "the same compiled for the inference size (`[1, 512, 512, 3]`): raw OpenVINO's best "
+    "on a fixed size, pure bf16",
     "ours-rest": "segformer-serve, REST `POST /v1/segment` (JPEG body → PNG mask)",
+    "ours-ov-rest": "segformer-serve on OpenVINO with its defaults on this CPU (`mixed`: stages 1-3 bf16, "
+    "stage 4 + decode head fp32; static shapes), REST",
+    "ours-ov-bf16-rest": "the same with `--precision bf16` (pure bf16, the raw OpenVINO rows' precision), "
+    "REST",
     "ours-grpc": "segformer-serve, gRPC unary `Segment`",
     "ours-rest-full": "segformer-serve on the `--upsample full` graph, REST",
     "ours-rest-topk": "segformer-serve on the `--upsample topk` graph, REST",

@@ -63,11 +63,14 @@ class Chain:
     def run(self, lane: int, images: np.ndarray) -> np.ndarray:
         """The last part's first output for a uint8 ``[N, H, W, 3]`` batch."""
         tensors: dict[str, np.ndarray] = {"image": np.ascontiguousarray(images)}
-        result = None
-        for names, requests in self.steps:
-            result = requests[lane].infer({name: tensors[name] for name in names}, share_inputs=True)
+        last = len(self.steps) - 1
+        for index, (names, requests) in enumerate(self.steps):
+            # a part's outputs feed the next part at once: read in place; the last one's are copied out
+            # (the caller keeps them after the lane runs its next batch)
+            result = requests[lane].infer(
+                {name: tensors[name] for name in names}, share_inputs=True, share_outputs=index < last
+            )
             tensors.update((output.get_any_name(), value) for output, value in result.items())
-        assert result is not None
         return result[0]
 
 

@@ -147,7 +147,7 @@ def test_openvino_targets() -> None:
     c1 = computed["p50 at c=1: ours-OpenVINO bf16 − raw OpenVINO bf16 (ms)"]
     assert c1.value == pytest.approx(9.0) and c1.met is True
     assert computed[
-        "p50 at c=1: ours-OpenVINO default − raw OpenVINO bf16 (info, ms)"
+        "p50 at c=1 (info): ours-OpenVINO default − raw OpenVINO bf16 (ms)"
     ].value == pytest.approx(74.0)
     rss = computed["peak RSS ours-OpenVINO / ours-ORT"]
     assert rss.value == pytest.approx(1.0) and rss.met is True  # _row: 100 MB everywhere

@@ -104,3 +104,19 @@ def test_many_sizes_do_not_grow_memory(server: Served) -> None:
         samples.append(rss(pid))
     settled, last = np.median(samples[30:60]), np.median(samples[-30:])
     assert last <= settled * 1.10, f"RSS grew from {settled / MB:.0f} to {last / MB:.0f} MB over varied sizes"
+
+
+def test_tune_malloc_turns_off_numpy_huge_page_advice() -> None:
+    """In a fresh interpreter (it changes the process's allocator): glibc tuned, and numpy no longer asks
+    for transparent huge pages on large arrays (direct-compaction stalls: server/memory.py)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from server.memory import tune_malloc\n"
+        "assert tune_malloc()\n"
+        "print(np._core.multiarray._set_madvise_hugepage(False))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
