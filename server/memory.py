@@ -27,6 +27,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -58,11 +59,21 @@ def tune_malloc(mmap_threshold: int = MiB, arenas: int = 4) -> bool:
     ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold))
     ok &= bool(libc.mallopt(_M_TRIM_THRESHOLD, 4 * mmap_threshold))
     ok &= bool(libc.mallopt(_M_ARENA_MAX, arenas))
-    set_hugepage = getattr(getattr(np, "_core", None), "multiarray", None)
-    set_hugepage = getattr(set_hugepage, "_set_madvise_hugepage", None)
+    set_hugepage = numpy_hugepage_setter()
     if set_hugepage is not None:
         set_hugepage(False)
     return ok
+
+
+def numpy_hugepage_setter() -> Callable[[bool], bool] | None:
+    """numpy's ``_set_madvise_hugepage`` (returns the previous setting): ``numpy._core`` on numpy 2,
+    ``numpy.core`` on 1.x; None if this numpy has none."""
+    for package in ("_core", "core"):
+        multiarray = getattr(getattr(np, package, None), "multiarray", None)
+        setter = getattr(multiarray, "_set_madvise_hugepage", None)
+        if setter is not None:
+            return setter  # type: ignore[no-any-return]
+    return None
 
 
 def trim() -> None:

@@ -12,9 +12,12 @@ So the pool keeps both:
   is asked for (``native``-mode sizes, batches of several images), so a size seen once never costs a
   compilation and a busy size stops paying the dynamic price after its second request.
 - at most ``capacity`` static shapes (``--openvino-static-shapes``): each costs ~0.4-0.8 s of
-  compilation and its own activation memory (~100 MB at 512x512 with two infer requests); the least
-  recently used one is dropped to make room (an infer request in use keeps its model alive until it
-  returns). 0 turns the static compilations off.
+  compilation and its own memory (~100 MB of activations and repacked weights for B0 at 512x512 with
+  two infer requests); the least recently used one is dropped to make room (an infer request in use
+  keeps its model alive until it returns). When the cache is full, a compilation that would drop one
+  starts at most every ``EVICT_EVERY_S`` seconds, so more recurring shapes than places cannot keep the
+  cores compiling (a shape waiting for its turn is served dynamically). 0 turns static compilations
+  off. A static compilation that fails (at load or later) leaves that shape on the dynamic one.
 
 A compilation is a ``Chain``: the graph's parts in order (one part, or two for the ``mixed`` precision
 plan), each compiled with its own precision hint and fed the previous parts' outputs.
@@ -36,6 +39,8 @@ log = logging.getLogger("segformer.openvino")
 Shape = tuple[int, ...]
 #: distinct shapes counted before the counts start again (native mode sees many sizes once)
 MAX_COUNTED = 1024
+#: when the cache is full, seconds between two compilations that drop a shape
+EVICT_EVERY_S = 30.0
 
 
 class Chain:
@@ -51,11 +56,12 @@ class Chain:
     ) -> None:
         known: dict[str, list[int]] = {"image": list(shape or ())}
         self.steps: list[tuple[list[str], list[ov.InferRequest]]] = []
-        for model, hint in parts:
+        for index, (model, hint) in enumerate(parts):
             if shape is not None:
                 model = model.clone()
                 model.reshape({i.get_any_name(): known[i.get_any_name()] for i in model.inputs})
-                known.update((o.get_any_name(), list(o.get_shape())) for o in model.outputs)
+                if index < len(parts) - 1:  # the next part's input shapes
+                    known.update((o.get_any_name(), list(o.get_shape())) for o in model.outputs)
             compiled = compile_model(model, hint)
             names = [i.get_any_name() for i in compiled.inputs]
             self.steps.append((names, [compiled.create_infer_request() for _ in range(requests)]))
@@ -84,6 +90,7 @@ class ShapeCache:
         self._seen: Counter[Shape] = Counter()
         self._compiling: set[Shape] = set()
         self._failed: set[Shape] = set()
+        self._last_eviction = -EVICT_EVERY_S
         self._lock = threading.Lock()  # guards the tables only; never held while a model compiles or runs
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="openvino-compile")
 
@@ -92,6 +99,16 @@ class ShapeCache:
         """The static shapes, least recently used first."""
         with self._lock:
             return list(self._static)
+
+    def try_add(self, shape: Shape) -> float:
+        """``add``, logging a failure instead of raising (the shape stays dynamic); seconds."""
+        try:
+            return self.add(shape)
+        except Exception:
+            with self._lock:
+                self._failed.add(shape)
+            log.exception("openvino: static compilation for %s failed; it stays dynamic", shape)
+            return 0.0
 
     def add(self, shape: Shape) -> float:
         """Compile ``shape`` now (blocking; at load); seconds. No-op without capacity or if present."""
@@ -104,7 +121,7 @@ class ShapeCache:
             self._static[shape] = chain
             while len(self._static) > self.capacity:
                 dropped, _ = self._static.popitem(last=False)
-                self._seen.pop(dropped, None)
+                self._last_eviction = time.monotonic()
                 log.info("openvino: dropped the static compilation for %s (least recently used)", dropped)
         return time.perf_counter() - start
 
@@ -120,8 +137,13 @@ class ShapeCache:
                 if len(self._seen) >= MAX_COUNTED:
                     self._seen.clear()
                 self._seen[shape] += 1
-                if self._seen[shape] >= self.hot_after:
+                full = len(self._static) + len(self._compiling) >= self.capacity
+                if self._seen[shape] >= self.hot_after and not (
+                    full and time.monotonic() - self._last_eviction < EVICT_EVERY_S
+                ):
                     self._compiling.add(shape)
+                    if full:
+                        self._last_eviction = time.monotonic()  # this compilation will drop one
                     self._executor.submit(self._compile_in_background, shape)
         return self.dynamic
 
@@ -130,12 +152,9 @@ class ShapeCache:
 
     def _compile_in_background(self, shape: Shape) -> None:
         try:
-            seconds = self.add(shape)
-            log.info("openvino: compiled a static model for input %s in %.2fs", shape, seconds)
-        except Exception:  # a shape that cannot compile stays on the dynamic model
-            with self._lock:
-                self._failed.add(shape)
-            log.exception("openvino: static compilation for %s failed; it stays dynamic", shape)
+            seconds = self.try_add(shape)
+            if shape in self.shapes:
+                log.info("openvino: compiled a static model for input %s in %.2fs", shape, seconds)
         finally:
             with self._lock:
                 self._compiling.discard(shape)

@@ -65,7 +65,7 @@ class ModelDescription(BaseModel):
         description="what the runtime computes in: fp32 | mixed (bf16 + fp32 stage 4 and head) | bf16 | fp16"
     )
     precision_check: PrecisionCheck | None = Field(
-        description="OpenVINO: the load-time check of bf16/fp16 against fp32; null on ONNX Runtime"
+        description="OpenVINO: the load-time check of mixed/bf16/fp16 against fp32; null on ONNX Runtime"
     )
     providers: list[str]
     batching: Batching

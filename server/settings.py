@@ -91,7 +91,7 @@ class Settings(BaseSettings):
         0.9,
         ge=0,
         le=1,
-        description="OpenVINO bf16/fp16: when masks agree with fp32 on less than this fraction of the "
+        description="OpenVINO mixed/bf16/fp16: when masks agree with fp32 on less than this fraction of the "
         "pixels of the load-time check images (smooth synthetic ones), serve fp32 instead, with a warning",
     )
     openvino_static_shapes: int = Field(

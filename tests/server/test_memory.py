@@ -113,10 +113,9 @@ def test_tune_malloc_turns_off_numpy_huge_page_advice() -> None:
     import sys
 
     code = (
-        "import numpy as np\n"
-        "from server.memory import tune_malloc\n"
+        "from server.memory import numpy_hugepage_setter, tune_malloc\n"
         "assert tune_malloc()\n"
-        "print(np._core.multiarray._set_madvise_hugepage(False))\n"
+        "print(numpy_hugepage_setter()(False))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

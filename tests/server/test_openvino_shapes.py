@@ -43,12 +43,19 @@ def test_a_shape_gets_a_static_compilation_on_its_second_request(random_b0_onnx:
         _wait_for(pool, new)  # the second sight (the chain() call above) compiled it in the background
         static = pool.shapes.chain(new)
         assert static is not pool.shapes.dynamic and pool.shapes.shapes == [INFERENCE, new]
-        np.testing.assert_allclose(static.run(1, images), first, atol=1e-3)
+        again = static.run(1, images)  # two fp32 compilations: other kernels, the same logits
+        np.testing.assert_allclose(again, first, rtol=1e-3, atol=1e-2)
+        assert np.mean(again.argmax(1) == first.argmax(1)) > 0.999
         # a third shape made hot drops the least recently used one (capacity 2); `new` was used last
         third = (2, 128, 128, 3)
         pool.shapes.chain(third)
         pool.shapes.chain(third)
         _wait_for(pool, third)
+        assert pool.shapes.shapes == [new, third]
+        # full, and a shape was just dropped: a fourth hot shape waits its turn (EVICT_EVERY_S)
+        fourth = (1, 64, 64, 3)
+        for _ in range(3):
+            assert pool.shapes.chain(fourth) is pool.shapes.dynamic
         assert pool.shapes.shapes == [new, third]
     finally:
         pool.close()
@@ -59,7 +66,6 @@ def test_no_static_shapes_when_turned_off(random_b0_onnx: Path) -> None:
     try:
         for _ in range(3):
             assert pool._infer(0, _images(INFERENCE)).shape == (1, 150, 128, 128)
-        time.sleep(0.2)
         assert pool.shapes.shapes == [] and pool.shapes.chain(INFERENCE) is pool.shapes.dynamic
     finally:
         pool.close()
