@@ -6,6 +6,7 @@ Imported by the orchestrator, the load generator and the in-process baselines, s
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -187,3 +188,15 @@ class TreeMonitor:
                 continue
         self.peak_rss = max(self.peak_rss, rss)
         return sum(self._cpu_seen.values())
+
+
+def phase_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """The arguments every ``make bench`` phase module takes: ``--graph``, ``--out``, ``--work``,
+    ``--threads`` and the photos."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--graph", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("photos", nargs="*", type=Path)
+    return p

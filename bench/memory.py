@@ -13,7 +13,6 @@ after the first 50. Written to ``MEMORY.md`` in ``--out`` (and the raw numbers t
 
 from __future__ import annotations
 
-import argparse
 import io
 import time
 import urllib.request
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from bench.common import write_json
+from bench.common import phase_parser, write_json
 from bench.mixed import jpeg_at
 from bench.servers import start_server
 
@@ -139,12 +138,7 @@ def report(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__)
-    p.add_argument("--graph", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--work", type=Path, required=True)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("photos", nargs="*", type=Path)
+    p = phase_parser("python -m bench.memory", __doc__)
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     print(report(run(args.graph, args.photos, args.work, args.out, args.threads)))

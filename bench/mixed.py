@@ -8,7 +8,6 @@ Images: the photos resized to random sizes 0.3–2.5× of 683×512 (phone photos
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import threading
@@ -20,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from bench.clients import make_client
-from bench.common import write_json
+from bench.common import phase_parser, write_json
 from bench.servers import start_server
 
 
@@ -159,13 +158,8 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.mixed", description=__doc__)
-    p.add_argument("--graph", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--work", type=Path, required=True)
-    p.add_argument("--threads", type=int, default=2)
+    p = phase_parser("python -m bench.mixed", __doc__)
     p.add_argument("--requests", type=int, default=1000)
-    p.add_argument("photos", nargs="*", type=Path)
     args = p.parse_args(argv)
     print(
         json.dumps(run(args.graph, args.photos, args.work, args.out, args.threads, args.requests), indent=1)

@@ -54,24 +54,30 @@ def _prune(graph: onnx.GraphProto, *outputs: str, stop: frozenset[str] = frozens
     return [node for i, node in enumerate(graph.node) if i in needed]
 
 
+def _part(
+    model: onnx.ModelProto,
+    nodes: list[onnx.NodeProto],
+    name: str,
+    inputs: list[onnx.ValueInfoProto],
+    outputs: list[onnx.ValueInfoProto],
+) -> onnx.ModelProto:
+    """A model of ``nodes`` of ``model`` (with the initializers they use, its opsets and IR version)."""
+    used = {tensor for node in nodes for tensor in node.input}
+    initializers = [i for i in model.graph.initializer if i.name in used]
+    part = helper.make_model(
+        helper.make_graph(nodes, name, inputs, outputs, initializers), opset_imports=list(model.opset_import)
+    )
+    part.ir_version = model.ir_version
+    return part
+
+
 def _body(model: onnx.ModelProto, logits: str, classes: int) -> onnx.ModelProto:
     graph = model.graph
-    nodes = _prune(graph, logits)
-    used = {name for node in nodes for name in node.input}
-    body_graph = helper.make_graph(
-        nodes,
-        "segformer_body",
-        [next(i for i in graph.input if i.name == IMAGE)],
-        [
-            helper.make_tensor_value_info(
-                logits, TensorProto.FLOAT, ["batch", classes, "logits_h", "logits_w"]
-            )
-        ],
-        [i for i in graph.initializer if i.name in used],
+    output = helper.make_tensor_value_info(
+        logits, TensorProto.FLOAT, ["batch", classes, "logits_h", "logits_w"]
     )
-    body = helper.make_model(body_graph, opset_imports=list(model.opset_import))
-    body.ir_version = model.ir_version
-    return body
+    image = next(i for i in graph.input if i.name == IMAGE)
+    return _part(model, _prune(graph, logits), "segformer_body", [image], [output])
 
 
 def split(model: onnx.ModelProto) -> Split:
@@ -103,19 +109,11 @@ def cut(body: onnx.ModelProto, at: tuple[str, ...]) -> tuple[onnx.ModelProto, on
     if any(name and name not in known for node in back_nodes for name in node.input):
         return None
 
-    def part(
-        nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto]
-    ) -> onnx.ModelProto:
-        used = {name for node in nodes for name in node.input}
-        made = helper.make_graph(
-            nodes, "segformer_part", inputs, outputs, [i for i in graph.initializer if i.name in used]
-        )
-        model = helper.make_model(made, opset_imports=list(body.opset_import))
-        model.ir_version = body.ir_version
-        return model
-
     cut_infos = [infos[name] for name in at]
-    return part(front_nodes, list(graph.input), cut_infos), part(back_nodes, cut_infos, [output])
+    return (
+        _part(body, front_nodes, "segformer_part", list(graph.input), cut_infos),
+        _part(body, back_nodes, "segformer_part", cut_infos, [output]),
+    )
 
 
 def _classes(model: onnx.ModelProto) -> int:

@@ -120,8 +120,7 @@ class ShapeCache:
         with self._lock:
             self._static[shape] = chain
             while len(self._static) > self.capacity:
-                dropped, _ = self._static.popitem(last=False)
-                self._last_eviction = time.monotonic()
+                dropped, _ = self._static.popitem(last=False)  # (``chain`` stamped _last_eviction)
                 log.info("openvino: dropped the static compilation for %s (least recently used)", dropped)
         return time.perf_counter() - start
 
