@@ -21,8 +21,7 @@ from server.grpc.server import GrpcServer
 from server.repository import ModelRepository
 from server.rest import build_rest_app
 from server.rest.protocol import GuardedH11Protocol
-from server.runtimes.base import runtime_choice
-from server.runtimes.onnxruntime import choose_providers
+from server.runtimes.base import preflight
 from server.settings import Settings
 
 log = logging.getLogger("segformer.app")
@@ -131,8 +130,7 @@ class Server:
         could not listen, 2 for a device or runtime that is not available (checked before anything
         listens)."""
         try:
-            if runtime_choice(self.settings).runtime == "onnxruntime":
-                log.info("execution providers: %s", choose_providers(self.settings))
+            preflight(self.settings)
         except (RuntimeError, ValueError) as exc:
             log.error("%s", exc)
             return 2

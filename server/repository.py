@@ -21,7 +21,14 @@ from server.metrics import MODEL_LOADS, MODEL_READY
 from server.runtime import ModelRuntime, graph_name, resolve
 from server.schemas import ModelStatus, State
 from server.settings import Settings
-from server.source import NAME_PATTERN, check_name, default_name, parse_model_arg, scan_repository
+from server.source import (
+    NAME_PATTERN,
+    check_name,
+    default_name,
+    parse_model_arg,
+    scan_repository,
+    split_options,
+)
 
 log = logging.getLogger("segformer.repository")
 
@@ -30,6 +37,7 @@ log = logging.getLogger("segformer.repository")
 class _Entry:
     name: str
     source: str
+    options: dict[str, str] = field(default_factory=dict)  # its own runtime/precision (``NAME@bf16``)
     from_repository: bool = False
     named: bool = True  # False: a bare --model SOURCE, renamed after its graph's name on its first load
     state: State = "loading"
@@ -57,6 +65,19 @@ def _reason(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _scan(folder: Path) -> dict[str, tuple[str, dict[str, str]]]:
+    """A repository's models: name -> (source, options); a name with unknown options is left out."""
+    found: dict[str, tuple[str, dict[str, str]]] = {}
+    for key, source in scan_repository(folder).items():
+        try:
+            name, options = split_options(key)
+        except ValueError as exc:
+            log.warning("model repository: %s left out: %s", source, exc)
+            continue
+        found.setdefault(name, (source, options))
+    return found
+
+
 def _consume(task: asyncio.Task[None]) -> None:
     """A load's failure is logged and kept in the model's status; nobody else may await it."""
     if not task.cancelled():
@@ -69,24 +90,28 @@ class ModelRepository:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._entries: dict[str, _Entry] = {}
+        self._versions: dict[str, int] = {}  # the last version each name served (kept across an unload)
         self._retiring: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
         self._closed = False
         for arg in settings.model_sources():
-            name, source = parse_model_arg(arg)
-            self._add(check_name(name), source).named = source != arg
+            key, source = parse_model_arg(arg)
+            name, options = split_options(key)
+            self._add(name, source, options).named = source != arg
         if settings.model_repository is not None:
-            for name, source in scan_repository(settings.model_repository).items():
+            for name, (source, options) in _scan(settings.model_repository).items():
                 if name not in self._entries:
-                    self._add(name, source, from_repository=True)
+                    self._add(name, source, options, from_repository=True)
         if not self._entries:
             raise ValueError(f"no models: {settings.model_repository} holds none and no --model is given")
         self.default = next(iter(self._entries))
 
-    def _add(self, name: str, source: str, from_repository: bool = False) -> _Entry:
+    def _add(
+        self, name: str, source: str, options: dict[str, str] | None = None, from_repository: bool = False
+    ) -> _Entry:
         if name in self._entries:
             raise ValueError(f"model name {name!r} is given twice")
-        entry = _Entry(name, source, from_repository)
+        entry = _Entry(name, source, options or {}, from_repository)
         if from_repository:
             entry.signature = _signature(source)
         self._entries[name] = entry
@@ -152,13 +177,14 @@ class ModelRepository:
         return entry.task
 
     async def _load(self, entry: _Entry, source: str) -> None:
-        version = (entry.current.version if entry.current else 0) + 1
+        version = max(entry.current.version if entry.current else 0, self._versions.get(entry.name, 0)) + 1
         log.info("%s: loading version %d from %s", entry.name, version, source)
         try:
             path = await resolve(source, self.settings, entry.cancel)
             if not entry.named and entry.current is None:
                 self._rename(entry, await asyncio.to_thread(graph_name, path))
-            runtime = await ModelRuntime.open(entry.name, source, path, version, self.settings)
+            settings = self.settings.model_copy(update=entry.options)  # its own runtime/precision
+            runtime = await ModelRuntime.open(entry.name, source, path, version, settings)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -176,6 +202,7 @@ class ModelRepository:
             self._retire(runtime)  # unloaded or shut down meanwhile
             return
         old, entry.current = entry.current, runtime  # the switch: one assignment
+        self._versions[entry.name] = version
         entry.source, entry.state, entry.error = source, "ready", None
         runtime.publish()
         MODEL_READY.labels(entry.name).set(1)
@@ -239,21 +266,21 @@ class ModelRepository:
         folder = self.settings.model_repository
         if folder is None:
             raise errors.invalid_argument("no --model-repository is configured")
-        found = await asyncio.to_thread(scan_repository, folder)
+        found = await asyncio.to_thread(_scan, folder)
         changes: dict[str, list[str]] = {"added": [], "reloaded": [], "removed": []}
         for name, entry in list(self._entries.items()):
             if entry.from_repository and name not in found:
                 await self.unload(name)
                 changes["removed"].append(name)
-        for name, source in found.items():
+        for name, (source, options) in found.items():
             entry = self._entries.get(name)
             signature = await asyncio.to_thread(_signature, source)
             if entry is None:
-                self._add(name, source, from_repository=True)
+                self._add(name, source, options, from_repository=True)
                 self._begin_load(self._entries[name], source)
                 changes["added"].append(name)
             elif entry.from_repository and signature != entry.signature and entry.task is None:
-                entry.signature = signature
+                entry.signature, entry.options = signature, options
                 self._begin_load(entry, source)
                 changes["reloaded"].append(name)
         return changes

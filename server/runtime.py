@@ -10,29 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from contract.metadata import PREFIX, read_metadata
 from server import errors, imaging, slide
 from server.metrics import MODEL_INFO
-from server.runtimes.base import build_pool
+from server.runtimes.base import Pool, build_pool
 from server.runtimes.batcher import Batcher
-from server.runtimes.onnxruntime import SessionPool
-from server.schemas import Batching, ModelClass, ModelDescription, PrecisionCheck
+from server.schemas import Batching, ModelClass, ModelDescription
 from server.settings import Settings
 from server.source import content_hash, resolve_model
 from server.types import MODES, Mode
-
-if TYPE_CHECKING:
-    from server.runtimes.openvino import OpenVinoPool
 
 log = logging.getLogger("segformer.runtime")
 
@@ -54,7 +48,7 @@ class ModelRuntime:
         self,
         name: str,
         version: int,
-        pool: SessionPool | OpenVinoPool,
+        pool: Pool[object],
         source_sha256: str,
         settings: Settings,
     ):
@@ -126,7 +120,7 @@ class ModelRuntime:
             precision=spec.precision,
             runtime=pool.runtime,
             inference_precision=pool.precision,
-            precision_check=None if pool.check is None else PrecisionCheck(**dataclasses.asdict(pool.check)),
+            exact=pool.precision == spec.precision,
             providers=pool.providers,
             batching=Batching(
                 max_batch_size=self.batcher.max_batch_size,

@@ -26,12 +26,6 @@ class Batching(BaseModel):
     solo_session_threads: int  # 0: none; else the all-core session a lone request runs on
 
 
-class PrecisionCheck(BaseModel):
-    asked: str
-    agreement: float | None  # worst check image: fraction of mask pixels equal to fp32's
-    fallback: bool  # below --bf16-min-agreement: serving fp32
-
-
 class ModelStatus(BaseModel):
     """A model's place in the repository (``GET /v1/models``)."""
 
@@ -64,8 +58,9 @@ class ModelDescription(BaseModel):
     inference_precision: str = Field(
         description="what the runtime computes in: fp32 | mixed (bf16 + fp32 stage 4 and head) | bf16 | fp16"
     )
-    precision_check: PrecisionCheck | None = Field(
-        description="OpenVINO: the load-time check of mixed/bf16/fp16 against fp32; null on ONNX Runtime"
+    exact: bool = Field(
+        description="the network runs in the graph's own precision (the reference's masks); false for a "
+        "reduced precision chosen by flag or per model (its measured agreement: docs/openvino.md)"
     )
     providers: list[str]
     batching: Batching

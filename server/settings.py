@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     model: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="a model to serve, repeatable: NAME=SOURCE or SOURCE (contract .onnx, foreign SegFormer "
-        ".onnx, HF folder, hub id, .pth or random:bN); the first is the default model (environment: "
+        ".onnx, HF folder, hub id, .pth or random:bN); NAME@bf16=SOURCE, NAME@openvino@fp32=SOURCE: that "
+        "model's own precision and/or runtime; the first is the default model (environment: "
         f"comma-separated); none and no --model-repository: {DEFAULT_MODEL}",
     )
     model_repository: Path | None = Field(
@@ -78,21 +79,14 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(0, ge=0, description="threads per session, 0 = cores / sessions")
     runtime: Literal["auto", "onnxruntime", "openvino"] = Field(
         "auto",
-        description="inference runtime; auto = OpenVINO on a CPU with native bf16 (AMX-BF16 or AVX512-BF16) "
-        "when the openvino extra is installed, else ONNX Runtime (always ONNX Runtime on CUDA)",
+        description="inference runtime (per model: NAME@RUNTIME=SOURCE); auto = OpenVINO on a CPU with "
+        "AVX-512 when the openvino extra is installed, else ONNX Runtime (always ONNX Runtime on CUDA)",
     )
     precision: Literal["auto", "fp32", "mixed", "bf16", "fp16"] = Field(
         "auto",
-        description="OpenVINO inference precision; mixed = stages 1-3 in bf16, stage 4 and the decode head "
-        "in fp32 (segformer-export graphs); auto = mixed where the CPU has native bf16 (fp32 for graphs "
-        "without the stage outputs), else fp32 (ONNX Runtime runs the graph's own precision)",
-    )
-    bf16_min_agreement: float = Field(
-        0.9,
-        ge=0,
-        le=1,
-        description="OpenVINO mixed/bf16/fp16: when masks agree with fp32 on less than this fraction of the "
-        "pixels of the load-time check images (smooth synthetic ones), serve fp32 instead, with a warning",
+        description="inference precision (per model: NAME@PRECISION=SOURCE); auto = the graph's own (fp32: "
+        "the reference's masks); OpenVINO only: mixed = stages 1-3 in bf16, stage 4 and the decode head in "
+        "fp32 (segformer-export graphs), bf16, fp16 (faster, masks measured in docs/openvino.md)",
     )
     openvino_static_shapes: int = Field(
         4,

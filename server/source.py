@@ -58,6 +58,10 @@ def _slug(source: str) -> str:
 
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+#: a name with its serving options: ``NAME@OPTION@OPTION`` (``split_options``)
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(@[a-z0-9]+)*$")
+#: per-model options: a runtime and/or a precision, by value (they share none)
+OPTIONS = {"runtime": ("onnxruntime", "openvino"), "precision": ("fp32", "mixed", "bf16", "fp16")}
 #: what a model repository holds: a graph or checkpoint file, or a folder (Hugging Face layout)
 REPOSITORY_SUFFIXES = (".onnx", ".pth", ".pt", ".bin", ".safetensors")
 
@@ -75,14 +79,29 @@ def default_name(source: str) -> str:
     base = Path(source.rstrip("/")).name or source
     if Path(base).suffix.lower() in REPOSITORY_SUFFIXES:
         base = Path(base).stem
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-.") or "model"
+    return re.sub(r"[^A-Za-z0-9._@-]+", "-", base).strip("-.@") or "model"
+
+
+def split_options(key: str) -> tuple[str, dict[str, str]]:
+    """``NAME@openvino@bf16`` → (``NAME``, {"runtime": "openvino", "precision": "bf16"}): a model's own
+    runtime and/or precision over ``--runtime``/``--precision`` (a file ``ade-fast@bf16.onnx`` in a model
+    repository is served as ``ade-fast`` in bf16); ValueError for an unknown or repeated option."""
+    name, *given = key.split("@")
+    options: dict[str, str] = {}
+    for value in given:
+        field = next((f for f, values in OPTIONS.items() if value in values), None)
+        if field is None or field in options:
+            choices = " and/or ".join(f"a {f} ({', '.join(v)})" for f, v in OPTIONS.items())
+            raise ValueError(f"model {key!r}: unknown or repeated option @{value}; give {choices}")
+        options[field] = value
+    return check_name(name), options
 
 
 def parse_model_arg(entry: str) -> tuple[str, str]:
-    """``NAME=SOURCE`` or ``SOURCE`` → (name, source). A ``=`` inside a path is kept when the part before
-    it is not a valid name (``./a=b.onnx`` is a source)."""
+    """``NAME=SOURCE`` or ``SOURCE`` → (name, source); the name may carry options (``split_options``). A
+    ``=`` inside a path is kept when the part before it is not a valid name (``./a=b.onnx`` is a source)."""
     name, sep, source = entry.partition("=")
-    if sep and NAME_PATTERN.match(name) and source:
+    if sep and KEY_PATTERN.match(name) and source:
         return name, source
     return default_name(entry), entry
 
@@ -97,7 +116,7 @@ def scan_repository(folder: Path) -> dict[str, str]:
             continue
         if entry.is_dir() or entry.suffix.lower() in REPOSITORY_SUFFIXES:
             name = default_name(str(entry))
-            if NAME_PATTERN.match(name):
+            if KEY_PATTERN.match(name):
                 found.setdefault(name, str(entry))
     return found
 

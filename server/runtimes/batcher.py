@@ -25,13 +25,13 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Generic
 
 import numpy as np
-import onnxruntime as ort
 
 from server import errors
 from server.metrics import BATCH_SIZE, QUEUE_DEPTH, SESSION_RUNS
-from server.runtimes.onnxruntime import SessionPool
+from server.runtimes.base import Pool, Session
 
 log = logging.getLogger("segformer.batcher")
 BatchKey = tuple[int, ...]
@@ -47,12 +47,12 @@ class _Item:
     queued: bool = True
 
 
-class Batcher:
-    """Groups single-image requests into batches for a ``SessionPool``."""
+class Batcher(Generic[Session]):
+    """Groups single-image requests into batches for a ``Pool`` (any runtime)."""
 
     def __init__(
         self,
-        pool: SessionPool,
+        pool: Pool[Session],
         max_batch_size: int,
         max_queue_delay_s: float,
         max_queue_size: int,
@@ -218,7 +218,7 @@ class Batcher:
             batch.append(item)
         return batch
 
-    async def _run(self, session: ort.InferenceSession, items: list[_Item]) -> None:
+    async def _run(self, session: Session, items: list[_Item]) -> None:
         start = time.monotonic()
         BATCH_SIZE.labels(self.model).observe(len(items))
         SESSION_RUNS.labels(self.model, self.pool.kind(session)).inc()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,18 @@ import onnxruntime as ort
 from contract.head import split
 from contract.spec import ModelSpec
 from server.head import MaskHead
+from server.runtimes.base import PoolPlan
 from server.runtimes.lanes import Lanes
 from server.settings import Settings, usable_cores
 
 log = logging.getLogger("segformer.pool")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+
+
+def cuda_available() -> bool:
+    """The ORT CUDA provider is installed (``onnxruntime-gpu``)."""
+    return CUDA in ort.get_available_providers()
 
 
 def choose_providers(settings: Settings) -> list[Any]:
@@ -51,22 +56,12 @@ def choose_providers(settings: Settings) -> list[Any]:
     return [(CUDA, options), CPU]
 
 
-@dataclass(frozen=True)
-class PoolPlan:
-    """How many sessions, with how many intra-op threads each.
-
-    ``lanes`` sessions run batches side by side. On a CPU the default adds a ``solo`` session with every
-    core: a request that has the server to itself runs there at full-core latency, while under load the
-    lanes (half the cores each) keep all cores busy without the synchronisation cost of one wide pool.
-    """
-
-    lanes: int
-    lane_threads: int
-    solo_threads: int = 0  # 0: no solo session
-
-
 def plan_pool(settings: Settings, on_cuda: bool, cores: int) -> PoolPlan:
-    """``--sessions N``: N lanes of ``cores / N`` threads; 0 (auto): 1 on CUDA, solo + 2 lanes on CPU."""
+    """``--sessions N``: N lanes of ``cores / N`` threads; 0 (auto): 1 on CUDA, solo + 2 lanes on CPU.
+
+    On a CPU the default adds a ``solo`` session with every core: a request that has the server to itself
+    runs there at full-core latency, while under load the lanes (half the cores each) keep all cores busy
+    without the synchronisation cost of one wide pool."""
     if settings.sessions:
         return PoolPlan(settings.sessions, settings.intra_op_threads or max(1, cores // settings.sessions))
     if on_cuda or cores < 2:
@@ -106,7 +101,6 @@ class SessionPool(Lanes[ort.InferenceSession]):
     """Sessions over one graph, lent to one batch at a time (see ``PoolPlan``, ``server.runtimes.lanes``)."""
 
     runtime = "onnxruntime"
-    check = None  # no load-time precision check: ONNX Runtime runs the graph's own precision
 
     def __init__(self, model_path: Path, settings: Settings, cores: int | None = None) -> None:
         providers = choose_providers(settings)
@@ -138,7 +132,6 @@ class SessionPool(Lanes[ort.InferenceSession]):
         self.head = MaskHead(
             parts.mode, parts.topk, self.spec.mask_dtype, concurrency=cores or usable_cores()
         )
-        self.upsample = parts.mode
         self.precision = self.spec.precision
         log.info(
             "loaded %s: providers %s, %d session(s) of %d intra-op thread(s)%s",

@@ -17,67 +17,34 @@ OpenVINO compiles the graph's batched stage (``contract.head.split``: image uint
 no ``output_size`` input); the per-image stage (upsampling + argmax at each image's size) is the
 same fp32 numpy ``server.head.MaskHead`` as on the ORT pool, so the upsampling to full size is never
 in reduced precision. Precisions: ``fp32``, ``bf16`` and ``fp16`` compile the whole network with that
-hint; ``mixed`` (the default on CPUs with native bf16) cuts a ``segformer-export`` graph after stage
-3 (``contract.head.STAGE_CUT``) and runs stages 1-3 in bf16, stage 4 and the decode head in fp32
-(the measured trade: docs/openvino.md). A graph without the cut points runs fp32 under ``auto``.
-
-Reduced precisions are checked when the pool loads: masks on a few smooth synthetic images at the
-verification shapes are compared with an fp32 compilation; below ``--bf16-min-agreement`` the pool
-recompiles in fp32 and logs a warning (``fallback`` in ``/v1/model``).
+hint; ``mixed`` cuts a ``segformer-export`` graph after stage 3 (``contract.head.STAGE_CUT``) and runs
+stages 1-3 in bf16, stage 4 and the decode head in fp32. ``fp32`` is the default (``server.runtimes.base``);
+the reduced ones are chosen by flag or per model, with their agreement measured on real photos in
+docs/openvino.md (a load-time check on synthetic images told nothing about photos, so there is none).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 import openvino as ov
-from PIL import Image
 
 from contract.head import STAGE_CUT, cut, split
 from contract.spec import ModelSpec
 from server.head import MaskHead
-from server.runtimes.cpufeatures import Precision
+from server.runtimes.base import PoolPlan, Precision
 from server.runtimes.lanes import Lanes
-from server.runtimes.onnxruntime import PoolPlan
-from server.runtimes.shapes import Chain, Shape, ShapeCache
+from server.runtimes.shapes import Chain, ShapeCache
 from server.settings import Settings, usable_cores
 
 log = logging.getLogger("segformer.openvino")
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}  # INFERENCE_PRECISION_HINT values
 LABELS = {**HINTS, "mixed": "bf16+f32"}  # what `providers` shows
-CHECK_SHAPES = ((512, 512), (384, 640))  # (height, width), scaled to the graph's inference size
-
-
-@dataclass(frozen=True)
-class PrecisionCheck:
-    """The load-time check of a reduced precision against fp32 (``agreement``: worst image)."""
-
-    asked: Precision
-    agreement: float | None  # None: fp32 asked, nothing to check
-    fallback: bool
-
-
-def check_images(inference_size: tuple[int, int], fixed: bool) -> list[np.ndarray]:
-    """Smooth deterministic uint8 ``[1, H, W, 3]`` images (blobs and edges, not white noise)."""
-    rng = np.random.default_rng(0)
-    height, width = inference_size
-    shapes = (
-        [inference_size]
-        if fixed
-        else [(h * height // 512 // 32 * 32, w * width // 512 // 32 * 32) for h, w in CHECK_SHAPES]
-    )
-    images = []
-    for h, w in shapes:
-        coarse = rng.integers(0, 256, (max(2, h // 48), max(2, w // 48), 3), dtype=np.uint8)
-        images.append(np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BILINEAR))[None])
-    return images
 
 
 def openvino_plan(settings: Settings, cores: int) -> PoolPlan:
@@ -109,18 +76,20 @@ class OpenVinoPool(Lanes[int]):
         self.head = MaskHead(
             parts.mode, parts.topk, self.spec.mask_dtype, concurrency=cores or usable_cores()
         )
-        self.upsample = parts.mode
-        halves = cut(parts.body, STAGE_CUT) if precision == "mixed" else None
         models = {"whole": whole}  # ov.Models by part; only the served ones are kept after loading
-        if halves is not None:
+        if precision == "mixed":
+            halves = cut(parts.body, STAGE_CUT)
+            if halves is None:
+                raise ValueError(
+                    "--precision mixed needs a graph from segformer-export (its stage outputs "
+                    f"{', '.join(STAGE_CUT)}); use bf16 or fp32 for this graph"
+                )
             front, back = (self.core.read_model(h.SerializeToString()) for h in halves)
             models.update(front=front, back=back)
-        del parts, halves
-        precision = _mixed_or_fp32(precision, "front" in models, auto=settings.precision == "auto")
+        del parts
         fixed = self.spec.fixed_batch is not None and self.spec.fixed_size is not None
         capacity = 0 if fixed else settings.openvino_static_shapes  # a static graph has one shape
-        self.check = self._check_precision(models, precision, settings.bf16_min_agreement, capacity > 0)
-        self.precision: Precision = "fp32" if self.check.fallback else precision
+        self.precision: Precision = precision
         threads = plan.lanes * plan.lane_threads
         # at least two infer requests, so the next batch waits on a lone stream while one runs
         requests = max(2, plan.lanes)
@@ -159,32 +128,6 @@ class OpenVinoPool(Lanes[int]):
 
         return compile_model
 
-    def _check_precision(
-        self, models: dict[str, ov.Model], precision: Precision, minimum: float, static: bool
-    ) -> PrecisionCheck:
-        """Masks of ``precision`` vs fp32 on the check images, each compiled as it will be served (for its
-        static shape when static shapes are on; one stream of every core)."""
-        if precision == "fp32":
-            return PrecisionCheck(precision, None, fallback=False)
-        start = time.perf_counter()
-        compile_model = self._compiler(1, self.plan.lanes * self.plan.lane_threads)
-        scores = []
-        for image in check_images(self.spec.inference_size, self.spec.fixed_size is not None):
-            shape: Shape | None = tuple(image.shape) if static else None
-            size = (image.shape[1], image.shape[2])
-            chains = [Chain(_parts(models, p), shape, compile_model, 1) for p in (precision, "fp32")]
-            masks = [self.head.run(chain.run(0, image)[0], size) for chain in chains]
-            scores.append(float(np.mean(masks[0] == masks[1])))
-        worst = min(scores)
-        fallback = worst < minimum
-        log.log(
-            logging.WARNING if fallback else logging.INFO,
-            "%s check: masks agree with fp32 on %.3f %% of pixels (worst of %d images, %.1fs)%s",
-            precision, 100 * worst, len(scores), time.perf_counter() - start,
-            f" < {100 * minimum:.2f} %: serving fp32 instead" if fallback else "",
-        )  # fmt: skip
-        return PrecisionCheck(precision, worst, fallback)
-
     @property
     def on_cuda(self) -> bool:
         return False
@@ -200,19 +143,6 @@ class OpenVinoPool(Lanes[int]):
 def _image_shape(model: ov.Model) -> list[Any]:
     shape = model.input("image").get_partial_shape()
     return [dim.get_length() if dim.is_static else None for dim in shape]
-
-
-def _mixed_or_fp32(precision: Precision, has_cut: bool, auto: bool) -> Precision:
-    """``mixed`` needs the stage cut: without it ``auto`` serves fp32, an explicit ask is an error."""
-    if precision != "mixed" or has_cut:
-        return precision
-    if not auto:
-        raise ValueError(
-            "--precision mixed needs a graph from segformer-export (its stage outputs "
-            f"{', '.join(STAGE_CUT)}); use bf16 or fp32 for this graph"
-        )
-    log.info("no stage outputs to cut at (not a segformer-export graph): fp32 instead of mixed")
-    return "fp32"
 
 
 def _parts(models: dict[str, ov.Model], precision: Precision) -> list[tuple[ov.Model, str]]:

@@ -25,7 +25,8 @@ from server.v2.tensors import InferRequest, OutputTensor, RequestedOutput
 
 SERVER_NAME = "segformer-serve"
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]
-PLATFORM = "onnxruntime_onnx"
+#: Triton's platform/backend names by the runtime that serves a model
+PLATFORMS = {"onnxruntime": ("onnxruntime_onnx", "onnxruntime"), "openvino": ("openvino", "openvino")}
 CONFIG_TYPES = {"BYTES": "TYPE_STRING", "UINT8": "TYPE_UINT8", "UINT16": "TYPE_UINT16"}
 
 
@@ -77,7 +78,7 @@ class V2Service:
         return {
             "name": name,
             "versions": [str(served)],
-            "platform": PLATFORM,
+            "platform": PLATFORMS[description.runtime][0],
             "inputs": inputs,
             "outputs": outputs,
         }
@@ -90,8 +91,12 @@ class V2Service:
         on_gpu = any("CUDA" in p or "Tensorrt" in p for p in d.providers)
         return {
             "name": name,
-            "platform": PLATFORM,
-            "backend": "onnxruntime",
+            "platform": PLATFORMS[d.runtime][0],
+            "backend": PLATFORMS[d.runtime][1],
+            "parameters": {  # what the network computes in (docs/openvino.md)
+                "inference_precision": {"string_value": d.inference_precision},
+                "exact": {"string_value": str(d.exact).lower()},
+            },
             "max_batch_size": 0,  # shapes carry their own N; the server batches elements itself
             "input": [
                 {

@@ -111,11 +111,10 @@ def test_model_health_docs_metrics(served: Served) -> None:
     assert model["inference_size"] == [512, 512] and model["mode"] == "resize"
     if model["runtime"] == "openvino":  # the shared server runs OpenVINO in fp32 (tests/server/conftest.py)
         assert model["providers"] == ["OpenVINO:CPU:f32"] and model["inference_precision"] == "fp32"
-        assert model["precision_check"] == {"asked": "fp32", "agreement": None, "fallback": False}
     else:
         assert model["runtime"] == "onnxruntime" and model["providers"] == ["CPUExecutionProvider"]
         assert model["inference_precision"] == model["precision"] == "fp32"
-    assert model["batching"]["max_batch_size"] == 8
+    assert model["exact"] and model["batching"]["max_batch_size"] == 8
     assert len(model["classes"][0]["color"]) == 3
     assert httpx.get(f"{served.url}/healthz", timeout=10).json() == {"status": "ok"}
     assert httpx.get(f"{served.url}/readyz", timeout=10).json() == {"status": "ready"}

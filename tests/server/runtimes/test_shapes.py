@@ -77,8 +77,6 @@ def test_mixed_runs_the_network_in_two_parts_close_to_fp32(random_b0_onnx: Path)
     full = OpenVinoPool(random_b0_onnx, Settings(), "fp32", cores=2)
     try:
         assert mixed.precision == "mixed" and mixed.providers == ["OpenVINO:CPU:bf16+f32"]
-        assert mixed.check.asked == "mixed" and mixed.check.agreement is not None
-        assert not mixed.check.fallback
         assert len(mixed.shapes.dynamic.steps) == 2 and len(full.shapes.dynamic.steps) == 1
         for shape in (INFERENCE, (1, 256, 320, 3)):  # static, then dynamic
             images = _images(shape)
@@ -92,12 +90,7 @@ def test_mixed_runs_the_network_in_two_parts_close_to_fp32(random_b0_onnx: Path)
 
 @_NO_BF16
 def test_mixed_needs_the_stage_outputs(tmp_path: Path) -> None:
-    """A wrapped foreign graph has none: ``auto`` serves it in fp32, an explicit ``mixed`` is refused."""
+    """A wrapped foreign graph has none: ``mixed`` is refused (``auto`` is fp32 anyway)."""
     wrapped = resolve_model(str(tiny_foreign(tmp_path / "foreign.onnx", 17)), Settings(cache_dir=tmp_path))
-    pool = OpenVinoPool(wrapped, Settings(), "mixed", cores=2)
-    try:
-        assert pool.precision == "fp32" and pool.check.agreement is None
-    finally:
-        pool.close()
     with pytest.raises(ValueError, match="needs a graph from segformer-export"):
         OpenVinoPool(wrapped, Settings(precision="mixed"), "mixed", cores=2)
