@@ -91,8 +91,10 @@ class OpenVinoPool(Lanes[int]):
         capacity = 0 if fixed else settings.openvino_static_shapes  # a static graph has one shape
         self.precision: Precision = precision
         threads = plan.lanes * plan.lane_threads
-        # at least two infer requests, so the next batch waits on a lone stream while one runs
-        requests = max(2, plan.lanes)
+        # without batching, at least two infer requests, so the next image waits on a lone stream while
+        # one runs; with batching one per stream, so that requests queue into the next batch meanwhile
+        # (a second request would take a smaller batch at once and split what would have been one)
+        requests = plan.lanes if settings.max_batch_size > 1 else max(2, plan.lanes)
         serving = _parts(models, self.precision)
         del models
         self.shapes = ShapeCache(

@@ -6,10 +6,10 @@ model compiled with dynamic dimensions (B0, 512x512, 2 threads: bf16 23 vs 48 ms
 So the pool keeps both:
 
 - the **dynamic** compilation serves any shape at once (no compile on the request path);
-- a bounded LRU of **static** compilations, one per ``[N, H, W, 3]`` shape, serves those shapes from then on.
+- a bounded LRU of **static** compilations, one per ``[1, H, W, 3]`` shape, serves those shapes from then on.
   The inference size at batch 1 (every ``resize``-mode request on a CPU) is compiled while the model
   loads. Any other shape is compiled in the background, in one thread, the ``hot_after``-th time it
-  is asked for (``native``-mode sizes, batches of several images), so a size seen once never costs a
+  is asked for (``native``-mode sizes), so a size seen once never costs a
   compilation and a busy size stops paying the dynamic price after its second request.
 - at most ``capacity`` static shapes (``--openvino-static-shapes``): each costs ~0.4-0.8 s of
   compilation and its own memory (~100 MB of activations and repacked weights for B0 at 512x512 with
@@ -18,6 +18,12 @@ So the pool keeps both:
   starts at most every ``EVICT_EVERY_S`` seconds, so more recurring shapes than places cannot keep the
   cores compiling (a shape waiting for its turn is served dynamically). 0 turns static compilations
   off. A static compilation that fails (at load or later) leaves that shape on the dynamic one.
+
+Static compilations are for one image (``[1, H, W, 3]``): a batch of N runs image by image on the
+compilation of its image shape. So batch sizes never multiply the shapes (under a batching soak every
+batch size from 1 to ``--max-batch-size`` would otherwise want its own compilation, and each of them N
+times one image's activations: compilations dropped and made again, RSS growing), and a CPU loses
+nothing by it: a larger batch buys no speed there (the batcher's CPU default is batches of one).
 
 A compilation is a ``Chain``: the graph's parts in order (one part, or two for the ``mixed`` precision
 plan), each compiled with its own precision hint and fed the previous parts' outputs.
@@ -81,7 +87,7 @@ class Chain:
 
 
 class ShapeCache:
-    """``run(lane, images)`` on the static chain for the batch's shape when compiled, else the dynamic one."""
+    """``run(lane, images)`` on the static chain for the images' shape when compiled, else the dynamic one."""
 
     def __init__(self, build: Callable[[Shape | None], Chain], capacity: int, hot_after: int = 2) -> None:
         self._build, self.capacity, self.hot_after = build, capacity, hot_after
@@ -147,7 +153,12 @@ class ShapeCache:
         return self.dynamic
 
     def run(self, lane: int, images: np.ndarray) -> np.ndarray:
-        return self.chain(tuple(images.shape)).run(lane, images)
+        """Logits of a uint8 ``[N, H, W, 3]`` batch: image by image on the static chain of one image's
+        shape once it is compiled, else the whole batch on the dynamic one (module doc: batch sizes)."""
+        chain = self.chain((1, *images.shape[1:]))
+        if chain is self.dynamic or len(images) == 1:
+            return chain.run(lane, images)
+        return np.concatenate([chain.run(lane, images[i : i + 1]) for i in range(len(images))])
 
     def _compile_in_background(self, shape: Shape) -> None:
         try:

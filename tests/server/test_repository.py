@@ -57,6 +57,9 @@ def test_repository_rescan_and_poll(random_b0_onnx: Path, random_b1_19_onnx: Pat
             assert time.monotonic() < end
             time.sleep(0.1)
         assert httpx.get(f"{server.url}/v1/models/scenes", timeout=30).json()["num_labels"] == 19
+        shutil.copy(random_b1_19_onnx, repo / "streets.onnx")  # back after its unload: the next version
+        _wait(server, {"scenes": "ready", "streets": "ready"})
+        assert httpx.get(f"{server.url}/v1/models/streets", timeout=30).json()["version"] == 2
     finally:
         assert server.stop() == 0, server.log_tail()
 

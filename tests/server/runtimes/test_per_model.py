@@ -32,7 +32,8 @@ def test_a_bad_option_stops_the_server_before_it_listens(random_b0_onnx: Path, t
     server = Served(tmp_path, "--model", f"ade@turbo={random_b0_onnx}")
     assert server.proc.wait(timeout=120) == 2
     server.stop()
-    assert server.port is None and any("unknown or repeated option @turbo" in line for line in server.log), server.log_tail()
+    assert server.port is None, server.log_tail()
+    assert any("unknown or repeated option @turbo" in line for line in server.log), server.log_tail()
 
 
 @pytest.mark.skipif(not (OPENVINO and BF16), reason="needs the openvino extra and a CPU with native bf16")

@@ -94,3 +94,19 @@ def test_mixed_needs_the_stage_outputs(tmp_path: Path) -> None:
     wrapped = resolve_model(str(tiny_foreign(tmp_path / "foreign.onnx", 17)), Settings(cache_dir=tmp_path))
     with pytest.raises(ValueError, match="needs a graph from segformer-export"):
         OpenVinoPool(wrapped, Settings(precision="mixed"), "mixed", cores=2)
+
+
+def test_a_batch_runs_image_by_image_on_one_static_compilation(random_b0_onnx: Path) -> None:
+    """Batch sizes never multiply the static shapes: [N, H, W, 3] uses the [1, H, W, 3] compilation."""
+    pool = OpenVinoPool(random_b0_onnx, Settings(max_batch_size=8), "fp32", cores=2)
+    try:
+        assert len(pool.lanes) == 1  # batching: one infer request per stream, batches are not split
+        dynamic = pool.shapes.dynamic.run(0, _images((3, 512, 512, 3)))
+        for size in (3, 5, 2):
+            got = pool._infer(0, _images((size, 512, 512, 3)))
+            assert got.shape == (size, 150, 128, 128)
+        np.testing.assert_allclose(pool._infer(0, _images((3, 512, 512, 3))), dynamic, rtol=1e-3, atol=1e-2)
+        time.sleep(0.5)  # no background compilation was started for a batch shape
+        assert pool.shapes.shapes == [INFERENCE]
+    finally:
+        pool.close()
