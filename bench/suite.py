@@ -287,6 +287,25 @@ def drift_note(plan: Plan) -> None:
     plan.notes.append(note)
 
 
+def ovsoak_phase(plan: Plan, graph: Path) -> None:
+    """``bench.ovsoak``: the batching soak on both runtimes and OpenVINO's RSS over 800 native shapes,
+    summarised in the notes (raw figures: ``raw/ovsoak.json``)."""
+    args = ["--graph", str(graph), "--out", str(plan.out), "--work", str(plan.work)]
+    _python("bench.ovsoak", *args, "--threads", str(plan.threads), *map(str, plan.images))
+    result = json.loads((plan.work / "raw" / "ovsoak.json").read_text())
+    soak, native = result["batching_soak"], result["native_shapes"]
+    plan.notes.append(
+        "batching soak (8 clients, --max-batch-size 8 --sessions 1, mixed sizes): "
+        + "; ".join(
+            f"{name} batch mean {r['mean_batch']:.2f}, peak RSS {r['rss_peak_mb']:.0f} MB "
+            f"(drift {r['rss_drift']:+.1%}), {r['images_per_s']:.2f} img/s"
+            for name, r in soak.items()
+        )
+        + f"; OpenVINO native over {native['shapes']} shapes: RSS after 100 {native['rss_100_mb']:.0f} MB, "
+        f"peak {native['rss_peak_mb']:.0f} MB ({native['peak_over_100']:.2f}x)"
+    )
+
+
 def run(plan: Plan) -> Plan:
     start = time.monotonic()
     plan.work.mkdir(parents=True, exist_ok=True)
@@ -324,6 +343,8 @@ def run(plan: Plan) -> Plan:
             serve_phase(plan, g["main"], runtime="openvino")
         with phase(plan, "segformer-serve on OpenVINO, pure bf16"):
             serve_phase(plan, g["main"], runtime="openvino", precision="bf16")
+        with phase(plan, "OpenVINO vs ORT batching soak, OpenVINO over many native shapes"):
+            ovsoak_phase(plan, g["main"])
     if "compare" in g:
         with phase(plan, f"segformer-serve{other}"):
             serve_phase(plan, g["compare"], other)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +19,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # the server never forks a process that uses gRPC (the export runs in a fresh interpreter): without
+    # this, gRPC's fork handlers log "Other threads are currently calling into gRPC, skipping fork()
+    # handlers" whenever a library forks (read when grpc is imported, so before server.app)
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     from server.app import serve
 
     return asyncio.run(serve(settings))

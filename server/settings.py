@@ -66,7 +66,7 @@ class Settings(BaseSettings):
         10.0, gt=0, description="longest pause between two pieces of a request body (408 beyond)"
     )
     keep_alive_timeout_s: float = Field(5.0, gt=0, description="idle keep-alive connections close after")
-    docs: bool = Field(True, description="serve the OpenAPI docs (/docs, /redoc, /openapi.json)")
+    docs: bool = Field(True, description="serve the OpenAPI docs (/docs: Swagger UI, offline; /openapi.json)")
     # runtime
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="execution provider choice")
     device_id: int = Field(0, ge=0, description="CUDA device index")

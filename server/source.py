@@ -148,9 +148,13 @@ def export_to_cache(
         str(tmp),
         *shlex.split(export_args),
     ]
-    log.info("exporting %s -> %s (once; cached)", source, out)
+    verify = "--no-verify" not in export_args
+    log.info(
+        "exporting %s -> %s (once; cached): tracing%s, a minute or two on a CPU",
+        source, out, ", then checking the graph against PyTorch at three sizes" if verify else "",
+    )  # fmt: skip
     start = time.monotonic()
-    process = subprocess.Popen(command)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)  # its stdout is the bare output path
     try:
         while process.poll() is None:
             if cancel is not None and cancel.wait(0.2):

@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real weights and photos are (``SEGFORMER_TEST_SHARED``)."""
+"""Shared fixtures: where the real weights and photos are (``SEGFORMER_TEST_SHARED``; default, as in the
+Makefile: ``../shared`` beside the checkout when it has ``weights/``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ from pathlib import Path
 import pytest
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 def _shared_dir() -> Path | None:
     value = os.environ.get("SEGFORMER_TEST_SHARED")
-    return Path(value) if value else None
+    if value:
+        return Path(value)
+    beside = ROOT.parent / "shared"
+    return beside if (beside / "weights").is_dir() else None
 
 
 def _require(path: Path | None, what: str) -> Path:

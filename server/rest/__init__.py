@@ -95,16 +95,15 @@ class RequestMetrics:
 
 def build_rest_app(dataplane: DataPlane, settings: Settings) -> FastAPI:
     """The FastAPI app; ``dataplane`` and ``settings`` are put on ``app.state`` for the routes."""
-    from server.rest import admin, demo, routes, v2
+    from server.rest import admin, demo, docs, routes, v2
 
-    docs = settings.docs  # --no-docs: no /docs, /redoc or /openapi.json
     app = FastAPI(
         title="segformer-serve",
         summary="SegFormer semantic segmentation over REST (and gRPC)",
         version="1",
-        openapi_url="/openapi.json" if docs else None,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if settings.docs else None,  # --no-docs: no /docs, /openapi.json
+        docs_url=None,  # server.rest.docs: Swagger UI with its assets from the package
+        redoc_url=None,
     )
     app.state.dataplane = dataplane
     app.state.settings = settings
@@ -112,6 +111,8 @@ def build_rest_app(dataplane: DataPlane, settings: Settings) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(admin.router)
     app.include_router(v2.router)  # the Open Inference Protocol; renders its own errors ({"error"})
+    if settings.docs:
+        app.include_router(docs.router)
     if settings.demo:
         app.include_router(demo.router)
     app.add_exception_handler(ServeError, _serve_error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -118,7 +119,13 @@ def test_model_health_docs_metrics(served: Served) -> None:
     assert len(model["classes"][0]["color"]) == 3
     assert httpx.get(f"{served.url}/healthz", timeout=10).json() == {"status": "ok"}
     assert httpx.get(f"{served.url}/readyz", timeout=10).json() == {"status": "ready"}
-    assert httpx.get(f"{served.url}/docs", timeout=10).status_code == 200
+    page = httpx.get(f"{served.url}/docs", timeout=10)
+    assert page.status_code == 200 and "http" not in page.text.replace("http-equiv", "")  # nothing from a CDN
+    for asset in re.findall(r'(?:src|href)="(docs/assets/[^"]+)"', page.text):
+        answer = httpx.get(f"{served.url}/{asset}", timeout=10)
+        assert answer.status_code == 200 and len(answer.content) > 100, asset
+    assert len(re.findall("docs/assets/", page.text)) == 3
+    assert httpx.get(f"{served.url}/docs/assets/index.html", timeout=10).status_code == 404
     spec = httpx.get(f"{served.url}/openapi.json", timeout=10).json()
     assert "/v1/segment" in spec["paths"]
     text = served.metrics()
