@@ -6,7 +6,11 @@ failed before it was routed to a model). Exposed on the REST app at ``GET /metri
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from server import tracing
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -72,16 +76,25 @@ MODEL_LOADS = Counter(
 )
 
 
+def model_label(name: str | None, served: Collection[str]) -> str:
+    """The ``model`` label for a request naming ``name``: itself when it is served, else ``""`` (a call
+    naming an unknown model adds no series)."""
+    return name if name and name in served else ""
+
+
 def observe_request(transport: str, endpoint: str, status: int, seconds: float, model: str = "") -> None:
-    """Record one finished request (every transport calls this once per request)."""
+    """Record one finished request (every transport calls this once per request); the latency carries
+    the trace id of a sampled request as its exemplar (shown in the OpenMetrics exposition)."""
     REQUESTS.labels(transport, endpoint, str(status), model).inc()
-    REQUEST_SECONDS.labels(transport, endpoint, model).observe(seconds)
+    REQUEST_SECONDS.labels(transport, endpoint, model).observe(seconds, tracing.exemplar())
 
 
 def observe_error(transport: str, kind: str) -> None:
-    """Record one failed request (transports call this once per ``ServeError`` they answer with)."""
+    """Record one failed request (transports call this once per ``ServeError`` they answer with); the
+    kind goes on the request's span too."""
     ERRORS.labels(transport, kind).inc()
+    tracing.annotate({"error.type": kind})
 
 
 def observe_stage(model: str, stage: str, seconds: float) -> None:
-    STAGE_SECONDS.labels(stage, model).observe(seconds)
+    STAGE_SECONDS.labels(stage, model).observe(seconds, tracing.exemplar())
