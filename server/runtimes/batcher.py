@@ -32,7 +32,7 @@ from opentelemetry.trace import SpanContext
 
 from server import errors, tracing
 from server.metrics import BATCH_SIZE, QUEUE_DEPTH, SESSION_RUNS
-from server.pool import SessionPool
+from server.runtimes.onnxruntime import SessionPool
 
 log = logging.getLogger("segformer.batcher")
 BatchKey = tuple[int, ...]
