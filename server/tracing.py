@@ -127,6 +127,12 @@ def shutdown() -> None:
         provider.shutdown()
 
 
+def flush() -> None:
+    """Export the spans buffered so far, now (the exporter sends every ``OTEL_BSP_SCHEDULE_DELAY``)."""
+    if _state.provider is not None:
+        _state.provider.force_flush()
+
+
 def enabled() -> bool:
     return _state.enabled
 
