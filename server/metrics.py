@@ -1,10 +1,14 @@
 """Prometheus metrics, declared once here and recorded by the data plane, batcher and transports.
 
-Label ``transport`` is ``rest`` or ``grpc``; ``model`` is the served model's name (empty when a request
-failed before it was routed to a model). Exposed on the REST app at ``GET /metrics`` (default registry).
+Label ``transport`` is ``rest`` or ``grpc``; ``model`` is the served model's name, or empty when a request
+was not routed to one: a name a caller sends becomes a label only through ``model_label``, which keeps
+the models of the repository and puts every other name in the one empty bucket (else each unknown name
+a client tries would add series for good). Exposed on the REST app at ``GET /metrics`` (default registry).
 """
 
 from __future__ import annotations
+
+from collections.abc import Container
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -70,6 +74,16 @@ MODEL_READY = Gauge("segformer_model_ready", "1 while the model serves, else 0."
 MODEL_LOADS = Counter(
     "segformer_model_loads_total", "Model loads (first loads and reloads) by outcome.", ["model", "outcome"]
 )
+
+
+#: the ``model`` label of requests not routed to a served model (unknown names, failures before routing)
+UNROUTED = ""
+
+
+def model_label(name: str, served: Container[str]) -> str:
+    """The ``model`` label for a name a caller sent: itself when the repository has that model, else
+    ``UNROUTED`` (the one place request labels are bounded)."""
+    return name if name in served else UNROUTED
 
 
 def observe_request(transport: str, endpoint: str, status: int, seconds: float, model: str = "") -> None:

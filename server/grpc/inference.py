@@ -88,6 +88,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     ) -> Any:
         """Run ``work``; record the call; abort with the mapped status on a ``ServeError``."""
         start = time.perf_counter()
+        model = metrics.model_label(model, self._dataplane.repository.names())
         try:
             response = await work()
         except ServeError as err:
@@ -95,9 +96,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except asyncio.CancelledError:
             metrics.observe_request(TRANSPORT, METHOD + name, 499, time.perf_counter() - start, model)
             raise
-        except Exception as exc:
+        except Exception:
             log.exception("%s failed", name)
-            failure = errors.internal(f"{type(exc).__name__}: {exc}")
+            failure = errors.internal(f"an unexpected server error in {name} (logged on the server)")
         else:
             metrics.observe_request(TRANSPORT, METHOD + name, 200, time.perf_counter() - start, model)
             return response
@@ -152,6 +153,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         """One stream request: a response either way (errors in ``error_message``); raises only cancel.
         Shed for a full queue, it waits for room and tries again until its deadline (``admitted``)."""
         start, endpoint = time.perf_counter(), METHOD + "ModelStreamInfer"
+        model = metrics.model_label(request.model_name, self._dataplane.repository.names())
         try:
             work = functools.partial(self._infer, request, remaining, "ModelStreamInfer")
             deadline = self._stream_deadline(remaining)
@@ -159,17 +161,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except ServeError as err:
             failure = err
         except asyncio.CancelledError:
-            metrics.observe_request(TRANSPORT, endpoint, 499, time.perf_counter() - start, request.model_name)
+            metrics.observe_request(TRANSPORT, endpoint, 499, time.perf_counter() - start, model)
             raise
-        except Exception as exc:  # one request must not take the stream down
+        except Exception:  # one request must not take the stream down
             log.exception("stream request %r failed", request.id)
-            failure = errors.internal(f"{type(exc).__name__}: {exc}")
+            failure = errors.internal("an unexpected server error (logged on the server)")
         else:
-            metrics.observe_request(TRANSPORT, endpoint, 200, time.perf_counter() - start, request.model_name)
+            metrics.observe_request(TRANSPORT, endpoint, 200, time.perf_counter() - start, model)
             return pb.ModelStreamInferResponse(infer_response=response)
-        metrics.observe_request(
-            TRANSPORT, endpoint, failure.status, time.perf_counter() - start, request.model_name
-        )
+        metrics.observe_request(TRANSPORT, endpoint, failure.status, time.perf_counter() - start, model)
         metrics.observe_error(TRANSPORT, failure.error)
         echo = pb.ModelInferResponse(
             model_name=request.model_name, model_version=request.model_version, id=request.id

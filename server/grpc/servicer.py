@@ -46,7 +46,8 @@ def rpc(name: str) -> Callable[[Handler[Req, Resp]], Handler[Req, Resp]]:
         @functools.wraps(method)
         async def handler(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
             start = time.perf_counter()
-            model = getattr(request, "model", "") or getattr(request, "name", "")
+            asked = getattr(request, "model", "") or getattr(request, "name", "")
+            model = metrics.model_label(asked, self._dataplane.repository.names())
             try:
                 response = await method(self, request, context)
             except ServeError as err:
@@ -108,6 +109,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
     async def _frame(self, request: pb.SegmentRequest, time_remaining: float | None) -> pb.SegmentResponse:
         """One stream frame: a response either way (errors go into ``status``); never raises but cancel."""
         start, endpoint = time.perf_counter(), METHOD + "StreamSegment"
+        model = metrics.model_label(request.model, self._dataplane.repository.names())
         deadline = self._frame_deadline(request, time_remaining)
         try:
             work = functools.partial(self._segment, request, deadline, endpoint)
@@ -115,7 +117,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         except ServeError as err:
             failure = err
         except asyncio.CancelledError:
-            metrics.observe_request(TRANSPORT, endpoint, 499, time.perf_counter() - start, request.model)
+            metrics.observe_request(TRANSPORT, endpoint, 499, time.perf_counter() - start, model)
             raise
         except Exception:  # a frame must not take the stream down
             log.exception("stream frame %d failed", request.frame_id)
@@ -123,9 +125,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         else:
             metrics.observe_request(TRANSPORT, endpoint, 200, time.perf_counter() - start, response.model)
             return response
-        metrics.observe_request(
-            TRANSPORT, endpoint, failure.status, time.perf_counter() - start, request.model
-        )
+        metrics.observe_request(TRANSPORT, endpoint, failure.status, time.perf_counter() - start, model)
         metrics.observe_error(TRANSPORT, failure.error)
         return convert.frame_error(request.frame_id, failure)
 
