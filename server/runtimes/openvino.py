@@ -45,6 +45,7 @@ from server.settings import Settings, usable_cores
 log = logging.getLogger("segformer.openvino")
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}  # INFERENCE_PRECISION_HINT values
 LABELS = {**HINTS, "mixed": "bf16+f32"}  # what `providers` shows
+RUNTIME_CACHE_CAPACITY = 256  # docs/openvino.md, "Memory over many shapes"
 
 
 def openvino_plan(settings: Settings, cores: int) -> PoolPlan:
@@ -125,6 +126,9 @@ class OpenVinoPool(Lanes[int]):
                 "INFERENCE_PRECISION_HINT": hint,
                 "NUM_STREAMS": streams,
                 "INFERENCE_NUM_THREADS": threads,
+                # the kernels the CPU plugin specialises per input shape, cached (default 5000 entries):
+                # with many native-mode sizes RSS grew ~1.4 MB a shape without end; 256 keeps it flat
+                "CPU_RUNTIME_CACHE_CAPACITY": RUNTIME_CACHE_CAPACITY,
             }
             return self.core.compile_model(model, "CPU", config)
 

@@ -94,10 +94,6 @@ class V2Service:
             "name": name,
             "platform": PLATFORMS[d.runtime][0],
             "backend": PLATFORMS[d.runtime][1],
-            "parameters": {  # what the network computes in (docs/openvino.md)
-                "inference_precision": {"string_value": d.inference_precision},
-                "exact": {"string_value": str(d.exact).lower()},
-            },
             "max_batch_size": 0,  # shapes carry their own N; the server batches elements itself
             "input": [
                 {
