@@ -2,7 +2,8 @@
 against a live server that serves the models they name (``ade``, ``street``) and the admin API.
 
 Only the host and ports are changed (the server listens on free loopback ports). The files the commands
-name (``photo.jpg``, ``photo.png``, ``frames/``, ``b0-ade-v2.onnx``) are made in a scratch folder, the
+name (``photo.jpg``, ``photo.png``, ``frames/``, ``b0-ade-v2.onnx``) are made in a scratch folder where
+both the server and the commands run (a load's ``source`` is a path on the server), the
 programs come from this interpreter's ``bin/`` (``.venv/bin``, as the README says), and curl runs with
 ``--fail-with-body`` from a ``.curlrc`` so that an HTTP error fails the command.
 """
@@ -60,7 +61,7 @@ def test_readme_commands_run_as_written(random_b0_onnx: Path, tmp_path: Path) ->
     grpc_port = free_port()
     server = Served(
         tmp_path / "server", "--model", f"ade={random_b0_onnx}", "--model", f"street={random_b0_onnx}",
-        "--admin-token", TOKEN, "--grpc-port", str(grpc_port), grpc=True,
+        "--admin-token", TOKEN, "--grpc-port", str(grpc_port), grpc=True, cwd=work,
     )  # fmt: skip
     ran: list[str] = []
     try:

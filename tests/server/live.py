@@ -39,7 +39,7 @@ sys.exit(main(sys.argv[2:]))
 class Served:
     """``segformer-serve`` on ``127.0.0.1`` with a port chosen by the OS (read back from uvicorn's log)."""
 
-    def __init__(self, workdir: Path, *args: str, grpc: bool = False) -> None:
+    def __init__(self, workdir: Path, *args: str, grpc: bool = False, cwd: Path = ROOT) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.marker = workdir / f"torch-modules-{time.time_ns()}.txt"
         self.log: list[str] = []
@@ -48,11 +48,12 @@ class Served:
         if not grpc:
             command += ["--grpc-port", "0"]
         command += ["--cache-dir", str(workdir / "cache"), *args]
-        # ONNX Runtime unless the test asks (``--runtime`` wins): `auto` would pick OpenVINO on a bf16 CPU
+        # ONNX Runtime unless the test asks (``--runtime`` wins): `auto` picks OpenVINO on an AVX-512 CPU
         env = {"SEGFORMER_RUNTIME": "onnxruntime", **os.environ, "PYTHONUNBUFFERED": "1"}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         env.pop("SEGFORMER_MODEL", None)  # the Makefile exports the default hub id; tests name their models
         self.proc = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+            command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
