@@ -12,8 +12,9 @@ Imports neither torch nor the server: only httpx, grpcio, numpy, Pillow and the 
 from __future__ import annotations
 
 import base64
+import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from client.resume import ResumableFrames
 from client.types import ClassInfo, Segmentation, SegmentationError, content_type
-from client.wire import has_field, segment_request
+from client.wire import has_field, mask_format_name, segment_request
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
 
@@ -51,7 +52,7 @@ def _from_proto(response: pb.SegmentResponse) -> Segmentation:
         width=mask.width,
         height=mask.height,
         mask_data=mask.data,
-        mask_format="raw" if mask.format == pb.MASK_FORMAT_RAW else "png",
+        mask_format=mask_format_name(mask.format),
         dtype="uint16" if mask.dtype == pb.MASK_DTYPE_UINT16 else "uint8",
         classes=[ClassInfo(c.id, c.label, c.pixels, c.fraction) for c in response.classes],
         timings=dict(response.timings),
@@ -128,7 +129,7 @@ class SegformerClient:
         inflight: int = 8,
         model: str | None = None,
         reconnects: int = 3,
-    ) -> Iterator[Segmentation]:
+    ) -> Generator[Segmentation, None, None]:
         """Segment frames in order: one result per frame (``.error`` set when that frame failed).
 
         gRPC: one ``StreamSegment`` call (the server bounds the frames in flight); when it ends with
@@ -197,7 +198,7 @@ class SegformerClient:
                 response = self._stub.GetModel(request, timeout=self.timeout)
             except grpc.RpcError as exc:
                 raise _rpc_error(exc) from None
-            return json_format.MessageToDict(response.details)
+            return _details(response)
         assert self._http is not None
         try:
             response = self._http.get(f"/v1/models/{quote(name, safe='')}" if name else "/v1/model")
@@ -244,6 +245,25 @@ def _http_error(response: httpx.Response) -> SegmentationError:
         error = {"detail": str(error)[:200]}
     detail = error.get("detail", "")
     return SegmentationError(str(response.status_code), str(error.get("error", "")), str(detail))
+
+
+def _details(response: pb.GetModelResponse) -> dict[str, Any]:
+    """``details_json`` as sent (key order, integers); from a server without it, the ``details`` Struct
+    with its doubles that hold whole numbers given back as integers."""
+    if has_field(pb.GetModelResponse, "details_json") and response.details_json:
+        body: dict[str, Any] = json.loads(response.details_json)
+        return body
+    return _integers(json_format.MessageToDict(response.details))
+
+
+def _integers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integers(v) for v in value]
+    return value
 
 
 def _resumable(exc: grpc.RpcError) -> bool:

@@ -57,7 +57,7 @@ class Segmentation:
     width: int = 0
     height: int = 0
     mask_data: bytes = b""
-    mask_format: Literal["png", "raw"] = "png"
+    mask_format: str = "png"  # png, raw, or another format of the server's (mask() reads png and raw)
     dtype: Literal["uint8", "uint16"] = "uint8"
     classes: list[ClassInfo] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -72,6 +72,8 @@ class Segmentation:
         """The label mask as a numpy array [height, width] (uint8, or uint16 for > 256 classes)."""
         if self.error is not None:
             raise self.error
+        if self.mask_format not in ("png", "raw"):
+            raise ValueError(f"a {self.mask_format!r} mask is not a label image: ask for png or raw")
         if self.mask_format == "raw":
             return np.frombuffer(self.mask_data, dtype=np.dtype(self.dtype).newbyteorder("<")).reshape(
                 self.height, self.width

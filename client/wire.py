@@ -50,5 +50,24 @@ def segment_request(
     return pb.SegmentRequest(**fields, mask_format=mask_format_value(mask_format))
 
 
+def mask_formats() -> list[str]:
+    """The mask formats these stubs know (``png``, ``raw``, and whatever a newer ``segformer.v1`` adds)."""
+    return [n[len("MASK_FORMAT_") :].lower() for n in pb.MaskFormat.keys()[1:]]
+
+
 def mask_format_value(name: str) -> int:
-    return {"png": pb.MASK_FORMAT_PNG, "raw": pb.MASK_FORMAT_RAW}[name]
+    """The gRPC ``MaskFormat`` of ``name``; a clear ``SegmentationError`` for one these stubs lack."""
+    try:
+        return pb.MaskFormat.Value(f"MASK_FORMAT_{name.upper()}")
+    except ValueError:
+        raise SegmentationError(
+            "INVALID_ARGUMENT",
+            "invalid_argument",
+            f"segformer.v1 has no mask format {name!r} (known: {', '.join(mask_formats())})",
+        ) from None
+
+
+def mask_format_name(value: int) -> str:
+    """``MASK_FORMAT_RAW`` → ``raw`` (``png`` for unspecified)."""
+    name = pb.MaskFormat.Name(value) if value else "MASK_FORMAT_PNG"
+    return name[len("MASK_FORMAT_") :].lower()

@@ -6,6 +6,8 @@ REST renders a ``ServeError`` with its HTTP ``status``; gRPC maps that status he
 
 from __future__ import annotations
 
+import json
+
 import math
 import time
 from typing import Any
@@ -149,6 +151,7 @@ def model_response(description: Any) -> pb.GetModelResponse:
         version=int(body.get("version", 0)),
         source_sha256=str(body.get("source_sha256", "")),
         details=details,
+        details_json=json.dumps(body),
     )
 
 
