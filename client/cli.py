@@ -87,6 +87,8 @@ def run(args: argparse.Namespace, url: str, inputs: list[Path]) -> int:
             if args.info:
                 print(json.dumps(client.model(args.model), indent=2))
                 return 0
+            if args.model:
+                client.model(args.model)  # an unknown name fails here, once, not for every image
             args.out.mkdir(parents=True, exist_ok=True)
             done = failed = 0
             start = time.perf_counter()
@@ -117,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return video_main(argv[1:])
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # the URL first, options, then the images
     inputs = list(args.inputs)
     if inputs and inputs[0].startswith(URL_SCHEMES):
         if args.url is not None:
