@@ -52,6 +52,8 @@ class Plan:
     duel: dict[str, Any] | None = None  # c=1 latency, server vs session.run interleaved (bench.duel)
     perf_analyzer: bool = True  # also measure with Triton's perf_analyzer over the v2 protocol
     mixed: dict[str, Any] | None = None  # bench.mixed: RSS over mixed-size requests, the batching soak
+    video: dict[str, Any] | None = None  # bench.video: 1080p frames, gRPC streams vs REST one by one
+    video_frames: int = 48
     out: Path = ROOT / "docs" / "benchmarks"  # report + plots
 
     def record(self, result: dict[str, Any]) -> None:
@@ -66,6 +68,7 @@ class Plan:
 
     def save(self) -> None:
         payload = {"results": self.results, "duel": self.duel, "notes": self.notes, "mixed": self.mixed}
+        payload["video"] = self.video
         write_json(self.work / "results.json", payload)
 
 
@@ -274,6 +277,15 @@ def mixed_phase(plan: Plan, graph: Path) -> None:
     _python("bench.memory", *args, *map(str, plan.images))
 
 
+def video_phase(plan: Plan, graph: Path) -> None:
+    """``bench.video``: 1080p frames through one gRPC stream and four (``client.pipeline``), beside the
+    same frames one by one over REST (one client and four)."""
+    args = ["--graph", str(graph), "--out", str(plan.out), "--work", str(plan.work)]
+    args += ["--threads", str(plan.threads), "--frames", str(plan.video_frames)]
+    _python("bench.video", *args, *map(str, plan.images))
+    plan.video = json.loads((plan.work / "raw" / "video.json").read_text())
+
+
 def drift_note(plan: Plan) -> None:
     rows = {r["system"]: r for r in plan.results}
     first, last = rows.get("ort-mask"), rows.get("ort-mask-again")
@@ -319,6 +331,8 @@ def run(plan: Plan) -> Plan:
         serve_phase(plan, g["main"])
     with phase(plan, "mixed sizes"):
         mixed_phase(plan, g["main"])
+    with phase(plan, "video 1080p"):
+        video_phase(plan, g["main"])
     if plan.openvino:
         with phase(plan, "segformer-serve on OpenVINO"):
             serve_phase(plan, g["main"], runtime="openvino")
