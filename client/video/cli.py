@@ -7,19 +7,22 @@
 
 Files and folders: every frame, in order, as fast as the server answers. Live sources (rtsp://,
 http(s)://, udp://..., /dev/videoN, or --live): the newest frame is sent whenever a slot is free,
-the others are skipped and counted, at most --inflight frames are in flight. Ctrl-C stops cleanly:
-the files written so far stay valid. Exit status: 0 done, 1 some frames refused, 2 on an error.
+the others are skipped and counted, at most --inflight frames are in flight. Ctrl-C stops cleanly
+(the frames in flight are answered; a second Ctrl-C stops at once): the files written stay valid. Exit status: 0 done, 1 some frames refused, 2 on an error.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
+from types import FrameType
 
 from client.cli import add_request_options, server_url
 from client.client import SegformerClient
@@ -105,16 +108,20 @@ def run(args: argparse.Namespace) -> int:
         description = client.model(args.model)
         outputs = _writers(args, description)
         progress = Progress(total, enabled=not args.quiet, skipped=lambda: newest.skipped if newest else 0)
+        stopping = threading.Event()
+        previous = signal.signal(signal.SIGINT, _first_stops_second_raises(stopping))
         interrupted = False
         try:
-            for frame, seg in segment_frames(client, frames, request):
+            for frame, seg in segment_frames(client, _until(frames, stopping), request):
                 latency = frame_latency(frame)
                 progress.add(latency, seg.ok)
                 for writer in outputs:
                     writer.write(frame, seg, latency)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once (the files are still closed)
             interrupted = True
         finally:
+            signal.signal(signal.SIGINT, previous)
+            interrupted = interrupted or stopping.is_set()
             progress.close()
             for writer in outputs:
                 writer.close()
@@ -122,6 +129,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: the source ended: {newest.error}", file=sys.stderr)
     print(("interrupted: " if interrupted else "") + progress.summary())
     return 1 if progress.failed else 0
+
+
+def _first_stops_second_raises(stopping: threading.Event) -> Callable[[int, FrameType | None], None]:
+    """Ctrl-C: the first stops taking frames (those in flight are answered and written), a second one
+    raises ``KeyboardInterrupt``; the outputs are closed either way."""
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        stopping.set()
+
+    return on_sigint
+
+
+def _until(frames: Iterator[Frame], stopping: threading.Event) -> Iterator[Frame]:
+    for frame in frames:
+        if stopping.is_set():
+            return
+        yield frame
 
 
 def frame_latency(frame: Frame) -> float:

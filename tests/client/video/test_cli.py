@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -14,7 +18,7 @@ from PIL import Image
 from client.cli import main
 from client.frames import encode
 from tests.client.video.clips import SIZE, decode, frames_from_photos, write_mp4
-from tests.grpc.serving import LiveServer, decode_mask
+from tests.grpc.serving import ROOT, LiveServer, decode_mask
 
 RATE, SECONDS = 8, 3
 
@@ -98,3 +102,26 @@ def test_bad_sources_and_formats_are_errors_not_tracebacks(
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "a.png")
     assert main(["video", str(folder), "--url", url, "-q", "--format", "nope"]) == 2
     assert "no mask format 'nope' (known: png, raw" in capsys.readouterr().err
+
+
+def test_ctrl_c_keeps_the_files_valid(live: LiveServer, clip: Path, tmp_path: Path) -> None:
+    """SIGINT mid-run (the clip replayed live, 8 fps): exit 0, the overlay and mask videos written so far
+    decode, with one frame per JSON line."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "client.cli", "video", str(clip), "--url", f"grpc://{live.grpc_address}"]
+    command += ["--live", "--inflight", "1", "-q", "--overlay", str(out / "o.mp4")]
+    command += ["--mask-video", str(out / "m.mkv"), "--stats", str(out / "s.jsonl")]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        stats = out / "s.jsonl"
+        if stats.exists() and len(stats.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert stdout.startswith("interrupted: ") and "skipped" in stdout
+    lines = (out / "s.jsonl").read_text().splitlines()
+    assert 3 <= len(lines) < RATE * SECONDS
+    assert len(decode(out / "o.mp4")) == len(decode(out / "m.mkv")) == len(lines)
