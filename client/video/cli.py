@@ -8,7 +8,8 @@
 Files and folders: every frame, in order, as fast as the server answers. Live sources (rtsp://,
 http(s)://, udp://..., /dev/videoN, or --live): the newest frame is sent whenever a slot is free,
 the others are skipped and counted, at most --inflight frames are in flight. Ctrl-C stops cleanly
-(the frames in flight are answered; a second Ctrl-C stops at once): the files written stay valid. Exit status: 0 done, 1 some frames refused, 2 on an error.
+(the frames in flight are answered; a second Ctrl-C stops at once): the files written stay valid.
+Exit status: 0 done, 1 some frames refused, 2 on an error.
 """
 
 from __future__ import annotations
@@ -120,11 +121,11 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:  # a second Ctrl-C: stop at once (the files are still closed)
             interrupted = True
         finally:
-            signal.signal(signal.SIGINT, previous)
             interrupted = interrupted or stopping.is_set()
             progress.close()
-            for writer in outputs:
+            for writer in outputs:  # a Ctrl-C now only sets ``stopping``: the files are closed whole
                 writer.close()
+            signal.signal(signal.SIGINT, previous)
     if newest is not None and newest.error is not None:
         print(f"{PROG}: the source ended: {newest.error}", file=sys.stderr)
     print(("interrupted: " if interrupted else "") + progress.summary())
