@@ -126,9 +126,10 @@ def run(args: argparse.Namespace) -> int:
             for writer in outputs:  # a Ctrl-C now only sets ``stopping``: the files are closed whole
                 writer.close()
             signal.signal(signal.SIGINT, previous)
-    if newest is not None and newest.error is not None:
-        print(f"{PROG}: the source ended: {newest.error}", file=sys.stderr)
     print(("interrupted: " if interrupted else "") + progress.summary())
+    if newest is not None and newest.error is not None:
+        print(f"{PROG}: the source failed: {newest.error}", file=sys.stderr)
+        return 2
     return 1 if progress.failed else 0
 
 

@@ -28,8 +28,8 @@ def frames_from_photos(photos: list[Path], count: int, size: tuple[int, int] = S
     return out
 
 
-def write_mp4(path: Path, frames: list[np.ndarray], rate: int) -> None:
-    """H.264 MP4 at ``rate`` frames per second."""
+def write_video(path: Path, frames: list[np.ndarray], rate: int) -> None:
+    """H.264 at ``rate`` frames per second, in the container of the suffix (.mp4, .ts...)."""
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=Fraction(rate))
         stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import functools
+import http.server
 import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +20,7 @@ from PIL import Image
 
 from client.cli import main
 from client.frames import encode
-from tests.client.video.clips import SIZE, decode, frames_from_photos, write_mp4
+from tests.client.video.clips import SIZE, decode, frames_from_photos, write_video
 from tests.grpc.serving import ROOT, LiveServer, decode_mask
 
 RATE, SECONDS = 8, 3
@@ -26,7 +29,7 @@ RATE, SECONDS = 8, 3
 @pytest.fixture(scope="module")
 def clip(real_photos: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("clip") / "photos.mp4"
-    write_mp4(path, frames_from_photos(real_photos, RATE * SECONDS), RATE)
+    write_video(path, frames_from_photos(real_photos, RATE * SECONDS), RATE)
     return path
 
 
@@ -108,7 +111,7 @@ def test_ctrl_c_keeps_the_files_valid(live: LiveServer, real_photos: list[Path],
     """SIGINT mid-run (a 15 s clip replayed live): exit 0, the overlay and mask videos written so far
     decode, with one frame per JSON line."""
     clip = tmp_path / "long.mp4"
-    write_mp4(clip, frames_from_photos(real_photos, 15 * RATE, size=(320, 240)), RATE)
+    write_video(clip, frames_from_photos(real_photos, 15 * RATE, size=(320, 240)), RATE)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "client.cli", "video", str(clip), "--url", f"grpc://{live.grpc_address}"]
     command += ["--live", "--inflight", "1", "-q", "--overlay", str(out / "o.mp4")]
@@ -127,3 +130,23 @@ def test_ctrl_c_keeps_the_files_valid(live: LiveServer, real_photos: list[Path],
     lines = (out / "s.jsonl").read_text().splitlines()
     assert 3 <= len(lines) < 15 * RATE
     assert len(decode(out / "o.mp4")) == len(decode(out / "m.mkv")) == len(lines)
+
+
+def test_an_http_stream_is_live_newest_frame_first(live: LiveServer, clip: Path, tmp_path: Path) -> None:
+    """The clip over a local HTTP server (a real stream for FFmpeg): decoded as fast as it comes, the
+    frames that came while the slots were full are skipped and counted, the rest answered in order."""
+    stream = tmp_path / "photos.ts"  # MPEG-TS: readable front to back, as streams are
+    write_video(stream, [f.to_ndarray(format="rgb24") for f in decode(clip)], RATE)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/{stream.name}"
+        stats = tmp_path / "s.jsonl"
+        args = ["video", url, "--url", f"grpc://{live.grpc_address}", "-q", "--inflight", "1"]
+        code = main([*args, "--stats", str(stats)])
+        httpd.shutdown()
+    assert code == 0
+    frames = [json.loads(line)["frame"] for line in stats.read_text().splitlines()]
+    assert frames == sorted(set(frames)) and frames[0] == 0
+    assert len(frames) < RATE * SECONDS  # some were skipped
