@@ -7,7 +7,6 @@ REST renders a ``ServeError`` with its HTTP ``status``; gRPC maps that status he
 from __future__ import annotations
 
 import json
-
 import math
 import time
 from typing import Any

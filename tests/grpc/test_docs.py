@@ -42,4 +42,3 @@ def test_streaming_example_runs(live: LiveServer, tmp_path: Path) -> None:
     assert lines[0] == "segformer-b0-random"
     assert [line.split(":")[0] for line in lines[1:]] == [f"{i:04d}.jpg" for i in range(5)]
     assert "corrupt_image" in lines[3] and "120x90, mostly" in lines[1]
-
