@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from fractions import Fraction
-from pathlib import Path
 
 import av
 import av.container
@@ -30,13 +29,11 @@ def open_source(source: str, timeout_s: float = 10.0) -> av.container.InputConta
     """The container of ``source``; a camera device through the platform's capture format."""
     options = {"rtsp_transport": "tcp"} if source.startswith("rtsp") else {}
     fmt = CAMERA_FORMATS.get(sys.platform) if source.startswith("/dev/video") else None
-    return av.open(source, mode="r", format=fmt, options=options, timeout=timeout_s)
-
-
-def rate_of(container: av.container.InputContainer) -> Fraction:
-    """The first video stream's average frame rate (25 when the container does not say)."""
-    rate = container.streams.video[0].average_rate
-    return Fraction(rate) if rate else Fraction(25)
+    container = av.open(source, mode="r", format=fmt, options=options, timeout=timeout_s)
+    if not container.streams.video:
+        container.close()
+        raise ValueError("no video stream in it")
+    return container
 
 
 def decoded(container: av.container.InputContainer) -> Iterator[Frame]:
@@ -49,7 +46,3 @@ def decoded(container: av.container.InputContainer) -> Iterator[Frame]:
         yield Frame(
             index, f"{index:06d}", rgb=frame.to_ndarray(format="rgb24"), pts=frame.pts, time_base=base
         )
-
-
-def is_folder(source: str) -> bool:
-    return Path(source).is_dir()

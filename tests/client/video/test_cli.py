@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import wave
 from pathlib import Path
 
 import httpx
@@ -100,6 +101,13 @@ def test_bad_sources_and_formats_are_errors_not_tracebacks(
     url = f"grpc://{live.grpc_address}"
     assert main(["video", str(tmp_path / "broken.mp4"), "--url", url, "-q"]) == 2
     assert "broken.mp4" in capsys.readouterr().err
+    with wave.open(str(tmp_path / "sound.wav"), "wb") as wav:  # a file FFmpeg reads, with no video
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(bytes(1600))
+    assert main(["video", str(tmp_path / "sound.wav"), "--url", url, "-q"]) == 2
+    assert "sound.wav: no video stream in it" in capsys.readouterr().err
     folder = tmp_path / "one"
     folder.mkdir()
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "a.png")
