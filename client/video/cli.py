@@ -93,7 +93,7 @@ def _frames(args: argparse.Namespace) -> Iterator[tuple[Iterator[Frame], Newest 
             return
         newest = Newest(frames if decode.is_live(args.source) else paced(frames))
         try:
-            yield iter(newest), newest, total
+            yield iter(newest), newest, None  # how many will be answered is not known
         finally:
             newest.close()
 
