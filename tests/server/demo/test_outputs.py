@@ -37,7 +37,8 @@ def test_confidence_view_geojson_download_and_timings(
     assert "mask" in timings and "encode" not in timings
 
     page.execute_script(
-        "const v = document.getElementById('view'); v.value = 'confidence'; v.dispatchEvent(new Event('change'));"
+        "const v = document.getElementById('view');"
+        "v.value = 'confidence'; v.dispatchEvent(new Event('change'));"
     )
     view = "return document.getElementById('overlay-canvas').dataset.view"
     wait_for(page, lambda d: d.execute_script(view) == "confidence", what="the confidence view")
