@@ -28,6 +28,7 @@ from PIL import Image
 from bench.common import phase_parser, write_json
 from bench.servers import OurServer, start_server
 
+JPEG = {"Content-Type": "image/jpeg"}
 SIZES = {"0.35 Mpx": (683, 512), "12 Mpx": (4000, 3000)}
 FORMATS = ["png", "raw", "json", "rle", "polygons", "confidence", "probability", "overlay"]
 _SERIES = re.compile(r"segformer_stage_duration_seconds_(sum|count)\{")
@@ -60,15 +61,20 @@ def encode_costs(url: str, images: dict[str, bytes], repeats: int) -> list[dict[
     """ms per image of the server's encode stage, per format and size."""
     rows = []
     for size, body in images.items():
-        first = httpx.post(f"{url}/v1/segment", content=body, params={"format": "json"}, timeout=600).json()
-        top = ",".join(str(c["id"]) for c in sorted(first["classes"], key=lambda c: -c["pixels"])[:3])
+        first = httpx.post(
+            f"{url}/v1/segment", content=body, params={"format": "json"}, headers=JPEG, timeout=600
+        )
+        first.raise_for_status()
+        top = ",".join(str(c["id"]) for c in sorted(first.json()["classes"], key=lambda c: -c["pixels"])[:3])
         for name in FORMATS:
             params = {"format": name} | ({"classes": top} if name == "probability" else {})
             before, count_before = _encode_seconds(url)
             total = []
             for _ in range(repeats):
                 start = time.perf_counter()
-                answer = httpx.post(f"{url}/v1/segment", content=body, params=params, timeout=600)
+                answer = httpx.post(
+                    f"{url}/v1/segment", content=body, params=params, headers=JPEG, timeout=600
+                )
                 total.append(time.perf_counter() - start)
                 answer.raise_for_status()
             after, count_after = _encode_seconds(url)
@@ -89,7 +95,7 @@ def png_throughput(url: str, body: bytes, seconds: float, clients: int) -> float
     def worker() -> None:
         with httpx.Client(timeout=120) as client:
             while time.monotonic() < stop:
-                client.post(f"{url}/v1/segment", content=body).raise_for_status()
+                client.post(f"{url}/v1/segment", content=body, headers=JPEG).raise_for_status()
                 with lock:
                     done[0] += 1
 
