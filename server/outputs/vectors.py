@@ -73,8 +73,11 @@ def _ring(contour: np.ndarray, tolerance: float) -> list[list[int]]:
 
 
 def class_polygons(binary: np.ndarray, tolerance: float, min_area: float) -> list[list[list[list[int]]]]:
-    """Polygons (outer ring, then holes) of a uint8 0/1 mask; rings below ``min_area`` pixels dropped."""
-    contours, hierarchy = cv2.findContours(binary, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    """Polygons (outer ring, then holes) of a uint8 0/1 mask; rings below ``min_area`` pixels dropped.
+    Traced inside the class's bounding box only (most classes cover a small part of a photo)."""
+    x, y, w, h = cv2.boundingRect(binary)
+    box = np.ascontiguousarray(binary[y : y + h, x : x + w])
+    contours, hierarchy = cv2.findContours(box, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE, offset=(x, y))
     if hierarchy is None:
         return []
     links = hierarchy[0]  # per contour: next, previous, first child, parent
