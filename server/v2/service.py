@@ -51,7 +51,10 @@ def _mask_datatype(description: Any) -> str:
 
 def _tensor_specs(description: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     inputs = [{"name": n, "datatype": t, "shape": s} for n, (t, s) in tensors.INPUTS.items()]
+    # the default outputs only: perf_analyzer asks for every listed output, and `probability` needs a
+    # `classes` parameter; the registry's other formats are asked for by name (docs/v2.md)
     outputs = [{"name": n, "datatype": t, "shape": s} for n, (t, s) in tensors.OUTPUTS.items()]
+    outputs = [o for o in outputs if o["name"] in tensors.DEFAULT_OUTPUTS]
     outputs[0]["datatype"] = _mask_datatype(description)
     return inputs, outputs
 
