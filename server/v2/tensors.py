@@ -41,6 +41,7 @@ OUTPUTS: dict[str, tuple[str, list[int]]] = {
     **{name: (BYTES, [-1]) for name in FORMAT_OUTPUTS if name != "mask_png"},
 }
 DEFAULT_OUTPUTS = ("mask", "mask_png", "classes")
+EVERY_CLASS = Options()  # no parameters: every class, default tolerances
 MASK_DATATYPES = {np.dtype(np.uint8): "UINT8", np.dtype(np.uint16): "UINT16"}
 _LENGTH = struct.Struct("<I")
 
@@ -184,7 +185,7 @@ def formats(requested: list[RequestedOutput], chosen: Options) -> list[OutputFor
 
 
 def build_outputs(
-    results: list[SegmentResult], requested: list[RequestedOutput], chosen: Options = Options()
+    results: list[SegmentResult], requested: list[RequestedOutput], chosen: Options = EVERY_CLASS
 ) -> list[OutputTensor]:
     """The output tensors of a request's results (``SegmentResult``s, one per element), encoded."""
     return [_output(name.name, results, chosen) for name in requested]
