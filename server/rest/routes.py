@@ -68,10 +68,10 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _render(result: SegmentResult, fmt: OutputFormat, options: Options) -> Response:
+def _render(result: SegmentResult, fmt: OutputFormat, chosen: Options) -> Response:
     """Encode the result in ``fmt`` (runs in a worker thread); the format's fields become headers."""
     start = time.perf_counter()
-    encoded = fmt.encode(result, options)
+    encoded = fmt.encode(result, chosen)
     metrics.observe_stage(result.model, "encode", time.perf_counter() - start)
     timing = ", ".join(f"{k};dur={v * 1000:.2f}" for k, v in result.timings.items())
     headers = {f"X-Segformer-{k.title()}": v for k, v in encoded.fields.items()}
@@ -120,7 +120,7 @@ async def _segment(
 
 AcceptHeader = Annotated[str | None, Header()]
 FormatQuery = Annotated[
-    str | None, Query(description="png (default), json, overlay, raw, rle, polygons, confidence, probability")
+    str | None, Query(description=f"one of {', '.join(FORMATS.names)} (docs/outputs.md); default png")
 ]
 ClassesQuery = Annotated[
     str | None, Query(description="comma-separated class ids or labels; the others become background")

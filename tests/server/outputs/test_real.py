@@ -11,6 +11,7 @@ import grpc
 import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from PIL import Image
 
@@ -143,6 +144,18 @@ def test_the_same_answers_over_rest_grpc_and_oip(live: LiveServer, real_photos: 
             ]
         else:
             assert by_rest.content == by_grpc.data == oip, name
+    oip_grpc = grpcclient.InferenceServerClient(live.grpc_address)
+    grpc_image = grpcclient.InferInput("image", [1], "BYTES")
+    grpc_image.set_data_from_numpy(np.array([photo], dtype=object))
+    by_oip_grpc = oip_grpc.infer(
+        model,
+        [grpc_image],
+        outputs=[grpcclient.InferRequestedOutput("rle"), grpcclient.InferRequestedOutput("polygons")],
+        parameters={"classes": "wall,sky,floor,tree,building,road", "tolerance": 1.5},
+        client_timeout=300.0,
+    )
+    for name in ("rle", "polygons"):
+        assert by_oip_grpc.as_numpy(name)[0] == by_oip.as_numpy(name)[0], name
     raw = stub.Segment(pb.SegmentRequest(image=photo, format="raw"), timeout=300).output
     shape = tuple(int(v) for v in raw.fields["shape"].split(","))
     mask = np.frombuffer(raw.data, raw.fields["dtype"]).reshape(shape)
