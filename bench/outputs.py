@@ -27,10 +27,14 @@ from PIL import Image
 
 from bench.common import phase_parser, write_json
 from bench.servers import OurServer, start_server
+from contract.spec import ModelSpec
+from server import imaging
+from server.outputs.base import options
+from server.outputs.formats import FORMATS
+from server.types import SegmentResult
 
 JPEG = {"Content-Type": "image/jpeg"}
 SIZES = {"0.35 Mpx": (683, 512), "12 Mpx": (4000, 3000)}
-FORMATS = ["png", "raw", "json", "rle", "polygons", "confidence", "probability", "overlay"]
 _SERIES = re.compile(r"segformer_stage_duration_seconds_(sum|count)\{")
 
 
@@ -66,7 +70,7 @@ def encode_costs(url: str, images: dict[str, bytes], repeats: int) -> list[dict[
         )
         first.raise_for_status()
         top = ",".join(str(c["id"]) for c in sorted(first.json()["classes"], key=lambda c: -c["pixels"])[:3])
-        for name in FORMATS:
+        for name in FORMATS.names:
             params = {"format": name} | ({"classes": top} if name == "probability" else {})
             before, count_before = _encode_seconds(url)
             total = []
@@ -84,6 +88,47 @@ def encode_costs(url: str, images: dict[str, bytes], repeats: int) -> list[dict[
                 "round_trip_ms_p50": 1000 * float(np.median(total)),
             })  # fmt: skip
             print(f"{size:9} {name:12} encode {encode_ms:8.1f} ms  {len(answer.content):>10} B", flush=True)
+    return rows
+
+
+def _spec(graph: Path) -> ModelSpec:
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    image = next(i for i in model.graph.input if i.name == "image")
+    shape = [d.dim_value or d.dim_param for d in image.type.tensor_type.shape.dim]
+    return ModelSpec.from_graph(meta, shape)
+
+
+def png_encode_side_by_side(
+    url: str, graph: Path, images: dict[str, bytes], rounds: int
+) -> list[dict[str, Any]]:
+    """The PNG path's encode in this process, interleaved: before the registry (``encode_mask_png`` of
+    the mask) and through it (``FORMATS.get("png").encode``), on the server's mask of each image."""
+    spec = _spec(graph)
+
+    rows = []
+    for size, body in images.items():
+        raw = httpx.post(
+            f"{url}/v1/segment", content=body, params={"format": "raw"}, headers=JPEG, timeout=600
+        )
+        height, width = (int(v) for v in raw.headers["X-Segformer-Shape"].split(","))
+        mask = np.frombuffer(raw.content, raw.headers["X-Segformer-Dtype"]).reshape(height, width)
+        palette = np.zeros((spec.num_labels, 3), np.uint8)
+        result = SegmentResult(mask, width, height, spec, spec.name, palette)
+        png, chosen = FORMATS.get("png"), options()
+        before, through = [], []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            imaging.encode_mask_png(mask)
+            middle = time.perf_counter()
+            png.encode(result, chosen)
+            before.append(middle - start)
+            through.append(time.perf_counter() - middle)
+        a, b = 1000 * float(np.median(before)), 1000 * float(np.median(through))
+        rows.append({"size": size, "before_ms": a, "registry_ms": b, "ratio": b / a})
+        print(f"{size:9} PNG encode: before {a:.2f} ms, registry {b:.2f} ms ({b / a:.3f}x)", flush=True)
     return rows
 
 
@@ -114,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=30, help="interleaved PNG encodes per size, in process")
     args = p.parse_args(argv)
     photo = args.photos[0] if args.photos else None
     images = {name: jpeg(photo, size) for name, size in SIZES.items()}
@@ -123,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             args.graph, args.work / "outputs", args.threads, ["--runtime", "onnxruntime"]
         )
         rows = encode_costs(servers["registry"].url, images, args.repeats)
+        side_by_side = png_encode_side_by_side(servers["registry"].url, args.graph, images, args.rounds)
         throughput: dict[str, list[float]] = {"registry": []}
         if args.baseline_tree:
             servers["baseline"] = start_server(
@@ -138,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in servers.values():
             server.stop()
-    write_json(args.work / "raw" / "outputs.json", {"encode": rows, "png_throughput": throughput})
+    payload = {"encode": rows, "png_encode": side_by_side, "png_throughput": throughput}
+    write_json(args.work / "raw" / "outputs.json", payload)
     return 0
 
 
