@@ -6,7 +6,8 @@
     segformer-client grpc://127.0.0.1:50051 --info                # the served model
     segformer-client video clip.mp4 --url grpc://127.0.0.1:50051 --overlay out.mp4   # see `video -h`
 
-Each input ``NAME.ext`` gives ``OUT/NAME.png`` (the label mask: pixel value = class id). The images
+Each input ``NAME.ext`` gives ``OUT/NAME.png`` (the label mask: pixel value = class id), or with
+``--format`` the server's answer in that format (``OUT/NAME.geojson`` for polygons...). The images
 (a folder's sorted by name) go through the same ordered stream as a video's frames (``client.pipeline``:
 gRPC ``StreamSegment``; REST: concurrent requests). The server URL is ``--url`` or the first argument.
 Exit status: 0 when every image was segmented, 1 when some failed, 2 on a call failure.
@@ -42,9 +43,8 @@ def add_request_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=("resize", "native", "slide"), default=None, help="inference mode")
     parser.add_argument(
         "--format",
-        dest="mask_format",
         default=None,
-        help="gRPC mask format to ask for: png, raw, or any other the server's segformer.v1 has",
+        help="an output format of the server's (polygons, rle, confidence...: docs/outputs.md), as named",
     )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
 
@@ -68,9 +68,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def write_answer(folder: Path, name: str, seg: Segmentation) -> Path:
+    """``folder/NAME.png`` (the label mask), or the asked format's answer as ``NAME.<suffix>``."""
+    path = folder / f"{name}{seg.output.suffix if seg.output else '.png'}"
+    path.write_bytes(seg.output.data if seg.output else seg.mask_png())
+    return path
+
+
 def describe(seg: Segmentation, top: int = 3) -> str:
     if seg.error is not None:
         return f"ERROR {seg.error}"
+    if seg.output is not None:
+        return f"{seg.output.format}, {len(seg.output.data)} bytes ({seg.output.content_type})"
     largest = sorted(seg.classes, key=lambda c: -c.pixels)[:top]
     classes = ", ".join(f"{c.label} {100 * c.fraction:.1f}%" for c in largest)
     more = f" (+{len(seg.classes) - top})" if len(seg.classes) > top else ""
@@ -79,9 +88,7 @@ def describe(seg: Segmentation, top: int = 3) -> str:
 
 def run(args: argparse.Namespace, url: str, inputs: list[Path]) -> int:
     """Segment ``inputs``; print one line per image and a summary; return the exit status."""
-    request = Request(
-        mode=args.mode, model=args.model, mask_format=args.mask_format or "png", inflight=args.inflight
-    )
+    request = Request(mode=args.mode, model=args.model, inflight=args.inflight, output=args.format)
     with SegformerClient(url, timeout=args.timeout) as client:
         try:
             if args.info:
@@ -94,7 +101,7 @@ def run(args: argparse.Namespace, url: str, inputs: list[Path]) -> int:
             start = time.perf_counter()
             for frame, seg in segment_frames(client, file_frames(expand(inputs)), request):
                 if seg.ok:
-                    (args.out / f"{frame.name}.png").write_bytes(seg.mask_png())
+                    write_answer(args.out, frame.name, seg)
                     done += 1
                 else:
                     failed += 1

@@ -26,7 +26,7 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from client.resume import ResumableFrames
-from client.types import ClassInfo, Segmentation, SegmentationError, content_type
+from client.types import ClassInfo, Output, Segmentation, SegmentationError, content_type
 from client.wire import has_field, mask_format_name, segment_request
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
@@ -48,7 +48,12 @@ def _from_proto(response: pb.SegmentResponse) -> Segmentation:
         error = SegmentationError(code, status.error, status.message, frame_id=response.frame_id)
         return Segmentation(frame_id=response.frame_id, error=error)
     mask = response.mask
+    output = None
+    if has_field(pb.SegmentResponse, "output") and response.HasField("output"):
+        out = response.output
+        output = Output(out.format, out.content_type, out.data, dict(out.fields))
     return Segmentation(
+        output=output,
         width=mask.width,
         height=mask.height,
         mask_data=mask.data,
@@ -85,22 +90,29 @@ class SegformerClient:
             self._http = httpx.Client(base_url=f"{parts.scheme}://{parts.netloc}", timeout=timeout)
 
     def segment(
-        self, image: Image, *, mode: str | None = None, mask_format: str = "png", model: str | None = None
+        self,
+        image: Image,
+        *,
+        mode: str | None = None,
+        mask_format: str = "png",
+        model: str | None = None,
+        output: str | None = None,
     ) -> Segmentation:
         """Segment one image; raises ``SegmentationError`` when the server refuses it.
 
         ``model``: a served model's name (REST ``/v1/models/{model}/segment``, gRPC
-        ``SegmentRequest.model``); ``None``: the server's default model (``/v1/segment``).
+        ``SegmentRequest.model``); ``None``: the server's default model (``/v1/segment``). ``output``:
+        a format of the server's (``polygons``, ``rle``...; REST ``format=``): the answer in ``.output``.
         """
         data = _read(image)
         if self._channel is not None:
-            request = segment_request(data, 0, mode, mask_format, model)
+            request = segment_request(data, 0, mode, mask_format, model, output)
             try:
                 return _from_proto(self._stub.Segment(request, timeout=self.timeout))
             except grpc.RpcError as exc:
                 raise _rpc_error(exc) from None
         assert self._http is not None
-        params: dict[str, str] = {"format": "json", **({"mode": mode} if mode else {})}
+        params: dict[str, str] = {"format": output or "json", **({"mode": mode} if mode else {})}
         if self.timeout is not None:
             params["timeout_ms"] = str(self.timeout * 1000)  # the server drops it once we gave up
         headers = {"Content-Type": content_type(data), "Accept": "application/json"}
@@ -111,6 +123,14 @@ class SegformerClient:
             raise SegmentationError("UNAVAILABLE", "", f"{type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
             raise _http_error(response)
+        if output:
+            kind = response.headers.get("content-type", "application/octet-stream")
+            fields = {
+                k[len("x-segformer-") :]: v
+                for k, v in response.headers.items()
+                if k.startswith("x-segformer-")
+            }
+            return Segmentation(output=Output(output, kind, response.content, fields))
         body: dict[str, Any] = response.json()
         return Segmentation(
             width=body["width"],
@@ -129,6 +149,7 @@ class SegformerClient:
         inflight: int = 8,
         model: str | None = None,
         reconnects: int = 3,
+        output: str | None = None,
     ) -> Generator[Segmentation, None, None]:
         """Segment frames in order: one result per frame (``.error`` set when that frame failed).
 
@@ -138,11 +159,11 @@ class SegformerClient:
         concurrent requests. A failure of the whole call raises ``SegmentationError``.
         """
         if self._channel is None:
-            yield from self._rest_stream(images, mode, inflight, model)
+            yield from self._rest_stream(images, mode, inflight, model, output)
             return
-        segment_request(b"", 0, mode, mask_format, model)  # a bad mode or model fails here, not mid-call
+        segment_request(b"", 0, mode, mask_format, model, output)  # a bad mode or model fails here
         frames = ResumableFrames(
-            segment_request(_read(im), i, mode, mask_format, model) for i, im in enumerate(images)
+            segment_request(_read(im), i, mode, mask_format, model, output) for i, im in enumerate(images)
         )
         failures = 0
         while True:
@@ -162,11 +183,11 @@ class SegformerClient:
             failures += 1
 
     def _rest_stream(
-        self, images: Iterable[Image], mode: str | None, inflight: int, model: str | None
+        self, images: Iterable[Image], mode: str | None, inflight: int, model: str | None, output: str | None
     ) -> Iterator[Segmentation]:
         def one(frame_id: int, image: Image) -> Segmentation:
             try:
-                seg = self.segment(image, mode=mode, model=model)
+                seg = self.segment(image, mode=mode, model=model, output=output)
             except SegmentationError as err:
                 err.frame_id = frame_id
                 return Segmentation(frame_id=frame_id, error=err)

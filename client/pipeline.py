@@ -35,6 +35,7 @@ class Request:
     mask_format: str = "png"
     codec: FrameCodec = "png"
     inflight: int = 4
+    output: str | None = None  # a format of the server's registry (polygons, rle...), passed as named
 
 
 class Latencies:
@@ -67,7 +68,8 @@ def segment_frames(
     client: SegformerClient, frames: Iterable[Frame], request: Request
 ) -> Iterator[tuple[Frame, Segmentation]]:
     """Each frame with its answer, in order (``Segmentation.error`` set for a refused frame). A call
-    that fails as a whole raises ``SegmentationError``; so does a REST server that does not answer."""
+    that fails as a whole raises ``SegmentationError``; so does a REST server that does not answer, and a
+    first frame refused as ``invalid_argument`` (the request's options, not the image)."""
     slots = threading.Semaphore(request.inflight)
     sent: deque[Frame] = deque()
     source = iter(frames)
@@ -90,13 +92,16 @@ def segment_frames(
         model=request.model,
         mask_format=request.mask_format,
         inflight=request.inflight,
+        output=request.output,
     )
     try:
-        for seg in results:
+        for answered, seg in enumerate(results):
             frame = sent.popleft()
             slots.release()
             if seg.error is not None and seg.error.code == "UNAVAILABLE" and not seg.error.error:
                 raise seg.error  # no server answered (REST): not this frame's fault
+            if answered == 0 and seg.error is not None and seg.error.error == "invalid_argument":
+                raise seg.error  # the request itself (a format, a class): every frame would fail so
             yield frame, seg
     finally:
         done.set()

@@ -50,6 +50,32 @@ class ClassInfo:
     fraction: float
 
 
+@dataclass(frozen=True)
+class Output:
+    """An answer in one of the server's output formats (``format=``, gRPC ``SegmentRequest.format``):
+    its bytes, content type and fields (REST's ``X-Segformer-*`` headers)."""
+
+    format: str
+    content_type: str
+    data: bytes
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def suffix(self) -> str:
+        """A file suffix for the content type (``.png``, ``.json``, ``.geojson``...; ``.bin`` unknown)."""
+        return SUFFIXES.get(self.content_type.split(";")[0].strip(), ".bin")
+
+
+SUFFIXES = {
+    "image/png": ".png",
+    "application/json": ".json",
+    "application/geo+json": ".geojson",
+    "application/vnd.coco-rle+json": ".rle.json",
+    "application/vnd.segformer.probability+json": ".json",
+    "application/octet-stream": ".raw",
+}
+
+
 @dataclass
 class Segmentation:
     """One image's result; in streams, ``error`` is set (and the mask empty) when that frame failed."""
@@ -63,6 +89,7 @@ class Segmentation:
     timings: dict[str, float] = field(default_factory=dict)
     frame_id: int = 0
     error: SegmentationError | None = None
+    output: Output | None = None  # when a format was asked for (then no mask)
 
     @property
     def ok(self) -> bool:

@@ -37,16 +37,23 @@ def has_field(message: type, name: str) -> bool:
 
 
 def segment_request(
-    image: bytes, frame_id: int, mode: str | None, mask_format: str, model: str | None
+    image: bytes,
+    frame_id: int,
+    mode: str | None,
+    mask_format: str,
+    model: str | None,
+    output: str | None = None,
 ) -> pb.SegmentRequest:
-    """A ``SegmentRequest``; ``model`` (empty: the default model) needs stubs with that field."""
+    """A ``SegmentRequest``; ``model`` (empty: the default model) and ``output`` (a format of the
+    server's registry, passed as named: the server checks it) need stubs with those fields."""
     fields: dict[str, Any] = {"image": image, "frame_id": frame_id, "mode": mode_value(mode)}
-    if model:
-        if not has_field(pb.SegmentRequest, "model"):
-            raise SegmentationError(
-                "INVALID_ARGUMENT", "invalid_argument", "this segformer.v1 has no SegmentRequest.model field"
-            )
-        fields["model"] = model
+    for name, value in (("model", model), ("format", output)):
+        if value:
+            if not has_field(pb.SegmentRequest, name):
+                raise SegmentationError(
+                    "INVALID_ARGUMENT", "invalid_argument", f"this segformer.v1 has no SegmentRequest.{name}"
+                )
+            fields[name] = value
     return pb.SegmentRequest(**fields, mask_format=mask_format_value(mask_format))
 
 

@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", type=Path, help="write each label mask as DIR/000000.png, ...")
     p.add_argument("--mask-video", type=Path, help="write the label masks as a lossless video (FFV1, .mkv)")
     p.add_argument("--stats", type=Path, help="write per-frame class statistics as JSON lines")
+    p.add_argument(
+        "--outputs", type=Path, help="with --format: write each frame's answer as DIR/000000.<ext>"
+    )
     p.add_argument("--alpha", type=float, default=0.5, help="overlay: mask opacity (default 0.5)")
     p.add_argument("--inflight", type=int, default=4, help="frames in flight at most (default 4)")
     p.add_argument("--frame-codec", choices=FRAME_CODECS, default="png", help="how decoded frames are sent")
@@ -66,12 +69,14 @@ def _writers(args: argparse.Namespace, description: dict[str, object]) -> list[w
         classes if isinstance(classes, list) else [], int(str(description.get("num_labels", 0)))
     )
     out: list[writers.Writer] = []
+    if args.outputs:
+        out.append(writers.AnswerFolder(args.outputs))
     if args.overlay:
         out.append(writers.OverlayVideo(args.overlay, palette, args.alpha))
     if args.mask_video:
         out.append(writers.MaskVideo(args.mask_video, sixteen_bit=description.get("mask_dtype") == "uint16"))
     if args.masks:
-        out.append(writers.MaskFolder(args.masks))
+        out.append(writers.AnswerFolder(args.masks))
     if args.stats:
         out.append(writers.StatsLines(args.stats))
     return out
@@ -99,9 +104,7 @@ def _frames(args: argparse.Namespace) -> Iterator[tuple[Iterator[Frame], Newest 
 
 
 def run(args: argparse.Namespace) -> int:
-    request = Request(
-        args.mode, args.model, args.mask_format or "raw", args.frame_codec, max(1, args.inflight)
-    )
+    request = Request(args.mode, args.model, "raw", args.frame_codec, max(1, args.inflight), args.format)
     with (
         SegformerClient(server_url(args.url), timeout=args.timeout) as client,
         _frames(args) as (frames, newest, total),
@@ -158,7 +161,12 @@ def frame_latency(frame: Frame) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if bool(args.format) != bool(args.outputs):
+        parser.error("--format and --outputs go together (the answers in that format, one file a frame)")
+    if args.format and (args.overlay or args.masks or args.mask_video):
+        parser.error("--overlay, --masks and --mask-video need the label mask, which --format replaces")
     try:
         return run(args)
     except SegmentationError as err:

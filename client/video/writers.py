@@ -3,7 +3,8 @@
 * ``OverlayVideo``: the frames blended with the class colours (H.264 in MP4 when the wheel's FFmpeg has
   it, else MPEG-4 Part 2), each frame at its source timestamp.
 * ``MaskVideo``: the label masks losslessly (FFV1, grey 8 or 16 bit, in Matroska), same timestamps.
-* ``MaskFolder``: ``DIR/<name>.png`` label masks (pixel value = class id; a video's names are ``000000``...).
+* ``AnswerFolder``: ``DIR/<name>.png`` label masks (pixel value = class id; a video's names are
+  ``000000``...), or with ``--format`` each frame's answer in that format (``DIR/000000.geojson``...).
 * ``StatsLines``: one JSON line per frame: index, time, size, classes (id, label, pixels, fraction),
   latency; a refused frame: its error.
 """
@@ -20,6 +21,7 @@ import av.container
 import av.video.stream
 import numpy as np
 
+from client.cli import write_answer
 from client.frames import Frame
 from client.types import Segmentation
 
@@ -124,14 +126,16 @@ class MaskVideo:
         self._video.close()
 
 
-class MaskFolder:
+class AnswerFolder:
+    """``DIR/<name>.<ext>``: each frame's answer in the asked ``--format`` (the label mask without one)."""
+
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
 
     def write(self, frame: Frame, seg: Segmentation, latency_s: float) -> None:
         if seg.ok:
-            (self.folder / f"{frame.name}.png").write_bytes(seg.mask_png())
+            write_answer(self.folder, frame.name, seg)
 
     def close(self) -> None:
         return None

@@ -182,3 +182,20 @@ def test_a_named_model(
     assert "1 segmented, 0 failed" in capsys.readouterr().out
     assert main([url, "--model", "nope", image, "-o", str(tmp_path)]) == 2
     assert ("404" if transport == "rest" else "NOT_FOUND") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_a_format_of_the_servers_by_name(
+    live: LiveServer, frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], transport: str
+) -> None:
+    url = live.rest_url if transport == "rest" else f"grpc://{live.grpc_address}"
+    image = next(frames.glob("*.png"))
+    assert main([url, "--format", "rle", str(image), "-o", str(tmp_path)]) == 0
+    assert "rle, " in capsys.readouterr().out
+    png = {"Content-Type": "image/png"}
+    rest = httpx.post(
+        f"{live.rest_url}/v1/segment?format=rle", content=image.read_bytes(), headers=png, timeout=60
+    )
+    assert (tmp_path / f"{image.stem}.rle.json").read_bytes() == rest.content
+    assert main([url, "--format", "nope", str(image), "-o", str(tmp_path)]) == 2
+    assert "unknown format 'nope'" in capsys.readouterr().err

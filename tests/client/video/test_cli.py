@@ -111,8 +111,29 @@ def test_bad_sources_and_formats_are_errors_not_tracebacks(
     folder = tmp_path / "one"
     folder.mkdir()
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "a.png")
-    assert main(["video", str(folder), "--url", url, "-q", "--format", "nope"]) == 2
-    assert "no mask format 'nope' (known: png, raw" in capsys.readouterr().err
+    assert (
+        main(["video", str(folder), "--url", url, "-q", "--format", "nope", "--outputs", str(tmp_path)]) == 2
+    )
+    assert "unknown format 'nope'; the formats are png, json" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["video", str(folder), "--url", url, "--format", "rle", "--outputs", "o", "--masks", "m"])
+    assert "need the label mask, which --format replaces" in capsys.readouterr().err
+
+
+def test_a_format_of_the_servers_passes_through(live: LiveServer, clip: Path, tmp_path: Path) -> None:
+    """``--format`` names any format of the server's registry: each frame's answer as the server sent it."""
+    args = ["video", str(clip), "--url", f"grpc://{live.grpc_address}", "-q", "--format", "polygons"]
+    assert main([*args, "--outputs", str(tmp_path / "polygons")]) == 0
+    written = sorted(p.name for p in (tmp_path / "polygons").iterdir())
+    assert written == [f"{i:06d}.geojson" for i in range(RATE * SECONDS)]
+    first = decode(clip)[0].to_ndarray(format="rgb24")
+    rest = httpx.post(
+        f"{live.rest_url}/v1/segment?format=polygons",
+        content=encode(first, "png"),
+        headers={"Content-Type": "image/png"},
+        timeout=120,
+    )
+    assert json.loads((tmp_path / "polygons" / "000000.geojson").read_text()) == rest.json()
 
 
 def test_ctrl_c_keeps_the_files_valid(live: LiveServer, real_photos: list[Path], tmp_path: Path) -> None:
