@@ -12,7 +12,6 @@ Imports neither torch nor the server: only httpx, grpcio, numpy, Pillow and the 
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,52 +21,22 @@ from urllib.parse import quote, urlsplit
 
 import grpc
 import httpx
-from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from client.answers import details, from_proto, http_error, resumable, rpc_error
 from client.resume import ResumableFrames
 from client.types import ClassInfo, Output, Segmentation, SegmentationError, content_type
-from client.wire import has_field, mask_format_name, segment_request
+from client.wire import has_field, segment_request
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
 
 Image = bytes | str | Path
 MiB = 1024 * 1024
 RECONNECT_BACKOFF_S = 0.05  # before a stream's first reconnect; doubles while no frame is answered
-_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
 def _read(image: Image) -> bytes:
     return image if isinstance(image, bytes) else Path(image).read_bytes()
-
-
-def _from_proto(response: pb.SegmentResponse) -> Segmentation:
-    if response.HasField("status"):
-        status = response.status
-        code = _CODE_NAMES.get(status.code, str(status.code))
-        error = SegmentationError(code, status.error, status.message, frame_id=response.frame_id)
-        return Segmentation(frame_id=response.frame_id, error=error)
-    mask = response.mask
-    output = None
-    if has_field(pb.SegmentResponse, "output") and response.HasField("output"):
-        out = response.output
-        output = Output(out.format, out.content_type, out.data, dict(out.fields))
-    return Segmentation(
-        output=output,
-        width=mask.width,
-        height=mask.height,
-        mask_data=mask.data,
-        mask_format=mask_format_name(mask.format),
-        dtype="uint16" if mask.dtype == pb.MASK_DTYPE_UINT16 else "uint8",
-        classes=[ClassInfo(c.id, c.label, c.pixels, c.fraction) for c in response.classes],
-        timings=dict(response.timings),
-        frame_id=response.frame_id,
-    )
-
-
-def _rpc_error(exc: grpc.RpcError) -> SegmentationError:
-    trailers = dict(exc.trailing_metadata() or ())  # type: ignore[attr-defined]
-    return SegmentationError(exc.code().name, str(trailers.get("segformer-error", "")), exc.details() or "")  # type: ignore[attr-defined]
 
 
 class SegformerClient:
@@ -108,9 +77,9 @@ class SegformerClient:
         if self._channel is not None:
             request = segment_request(data, 0, mode, mask_format, model, output)
             try:
-                return _from_proto(self._stub.Segment(request, timeout=self.timeout))
+                return from_proto(self._stub.Segment(request, timeout=self.timeout))
             except grpc.RpcError as exc:
-                raise _rpc_error(exc) from None
+                raise rpc_error(exc) from None
         assert self._http is not None
         params: dict[str, str] = {"format": output or "json", **({"mode": mode} if mode else {})}
         if self.timeout is not None:
@@ -122,7 +91,7 @@ class SegformerClient:
         except httpx.TransportError as exc:  # no answer at all: like gRPC's UNAVAILABLE (no error kind)
             raise SegmentationError("UNAVAILABLE", "", f"{type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
-            raise _http_error(response)
+            raise http_error(response)
         if output:
             kind = response.headers.get("content-type", "application/octet-stream")
             fields = {
@@ -172,11 +141,11 @@ class SegformerClient:
                 for response in call:
                     frames.answered(response.frame_id)
                     failures = 0
-                    yield _from_proto(response)
+                    yield from_proto(response)
                 return
             except grpc.RpcError as exc:
-                if not _resumable(exc) or failures >= reconnects:
-                    raise _rpc_error(exc) from None
+                if not resumable(exc) or failures >= reconnects:
+                    raise rpc_error(exc) from None
             finally:
                 call.cancel()  # a no-op once done; ends the server's work if the caller stopped early
             time.sleep(RECONNECT_BACKOFF_S * 2**failures)
@@ -218,15 +187,15 @@ class SegformerClient:
             try:
                 response = self._stub.GetModel(request, timeout=self.timeout)
             except grpc.RpcError as exc:
-                raise _rpc_error(exc) from None
-            return _details(response)
+                raise rpc_error(exc) from None
+            return details(response)
         assert self._http is not None
         try:
             response = self._http.get(f"/v1/models/{quote(name, safe='')}" if name else "/v1/model")
         except httpx.TransportError as exc:
             raise SegmentationError("UNAVAILABLE", "", f"{type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
-            raise _http_error(response)
+            raise http_error(response)
         return response.json()
 
     def ready(self) -> bool:
@@ -255,40 +224,3 @@ class SegformerClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _http_error(response: httpx.Response) -> SegmentationError:
-    try:
-        error: dict[str, Any] = response.json()
-    except ValueError:  # not the server's JSON error (a proxy?)
-        error = {"detail": response.text[:200]}
-    if not isinstance(error, dict):
-        error = {"detail": str(error)[:200]}
-    detail = error.get("detail", "")
-    return SegmentationError(str(response.status_code), str(error.get("error", "")), str(detail))
-
-
-def _details(response: pb.GetModelResponse) -> dict[str, Any]:
-    """``details_json`` as sent (key order, integers); from a server without it, the ``details`` Struct
-    with its doubles that hold whole numbers given back as integers."""
-    if has_field(pb.GetModelResponse, "details_json") and response.details_json:
-        body: dict[str, Any] = json.loads(response.details_json)
-        return body
-    return _integers(json_format.MessageToDict(response.details))
-
-
-def _integers(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _integers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_integers(v) for v in value]
-    return value
-
-
-def _resumable(exc: grpc.RpcError) -> bool:
-    """UNAVAILABLE, or the server's "shutting down" that a proxy relayed as a reset (CANCELLED)."""
-    if exc.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
-        return True
-    return ("segformer-error", "shutting_down") in tuple(exc.trailing_metadata() or ())  # type: ignore[attr-defined]
