@@ -237,5 +237,6 @@ class MaskHead:
                 higher = value > best  # strictly: ties stay with the earlier slot
                 np.copyto(best, value, where=higher)
                 np.copyto(label, labels[part, slot, None].astype(self.mask_dtype), where=higher)
-            for k, (top_y, left_x, r, c) in enumerate(zip(y[0], x[:, 0], count_y[part], count_x[part])):
+            corners = zip(y[0], x[:, 0], count_y[part], count_x[part], strict=True)
+            for k, (top_y, left_x, r, c) in enumerate(corners):
                 mask[top_y : top_y + r, left_x : left_x + c] = label[:r, k, :c]  # a cell: one block

@@ -6,6 +6,7 @@ before any pixel is decoded, so decompression bombs and absurd dimensions cost n
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import re
@@ -62,8 +63,13 @@ def peek_image(data: bytes, max_pixels: int, max_side: int) -> Image.Image:
     return image
 
 
-def load_rgb(image: Image.Image) -> Image.Image:
-    """Decode the pixels of a ``peek_image`` result to RGB, or a 400 ``ServeError``."""
+def load_rgb(image: Image.Image, draft: tuple[int, int] | None = None) -> Image.Image:
+    """Decode the pixels of a ``peek_image`` result to RGB, or a 400 ``ServeError``. ``draft`` =
+    (height, width): a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) still at least that
+    large (libjpeg's scaled IDCT; Pillow's ``draft``), other formats in full."""
+    if draft is not None and image.format == "JPEG":
+        with contextlib.suppress(Exception):  # a header Pillow cannot scale: decoded in full
+            image.draft(image.mode, (draft[1], draft[0]))
     width, height = image.size
     try:
         image.load()
@@ -181,7 +187,11 @@ def overlay_png(
     parts, previous = [], np.zeros(width * 3, np.uint8)
     table = palette.astype(np.float32) * alpha
     for start, end in _bands(height, width * 12):  # float32 RGB per pixel while blending
-        if isinstance(image, Image.Image):
+        if isinstance(image, Image.Image) and image.size != (width, height):  # a draft decode
+            sy = image.height / height
+            box = (0.0, start * sy, float(image.width), end * sy)
+            pixels = np.asarray(image.resize((width, end - start), Image.Resampling.BILINEAR, box=box))
+        elif isinstance(image, Image.Image):
             pixels = np.asarray(image.crop((0, start, width, end)), dtype=np.uint8)
         else:
             pixels = image[start:end]
