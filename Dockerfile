@@ -56,6 +56,7 @@ COPY contract/ contract/
 COPY model/ model/
 COPY export/ export/
 COPY server/ server/
+COPY client/ client/
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/venv/bin/pip install --no-deps . \
     && /opt/venv/bin/python -c 'import onnxruntime, server; print("onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers())' \

@@ -18,11 +18,11 @@ import uvicorn
 
 from server.dataplane import DataPlane
 from server.grpc.server import GrpcServer
-from server.pool import choose_providers
-from server.pools import runtime_choice
 from server.repository import ModelRepository
 from server.rest import build_rest_app
 from server.rest.protocol import GuardedH11Protocol
+from server.runtimes.base import runtime_choice
+from server.runtimes.onnxruntime import choose_providers
 from server.settings import Settings
 
 log = logging.getLogger("segformer.app")

@@ -31,7 +31,7 @@ import onnxruntime as ort
 
 from server import errors
 from server.metrics import BATCH_SIZE, QUEUE_DEPTH, SESSION_RUNS
-from server.pool import SessionPool
+from server.runtimes.onnxruntime import SessionPool
 
 log = logging.getLogger("segformer.batcher")
 BatchKey = tuple[int, ...]
