@@ -44,6 +44,8 @@ CHUNK_VALUES = 1 << 20
 #: a class is dropped from a mixed cell when it trails another by more than this x the cell's largest
 #: |logit| at every corner (float32 rounding of the interpolation moves values by < 2^-20 of that)
 MARGIN = np.float32(2.0**-16)
+#: chunks of cells with at most this many candidates take a running maximum, others numpy's argmax
+FEW_SLOTS = 2
 #: masks of at least this many pixels are filled in bands on the thread pool
 PARALLEL_PIXELS = 1 << 21
 
@@ -217,7 +219,8 @@ class MaskHead:
         ys = plan.first_y[ci, None] + np.minimum(np.arange(rows), count_y[:, None] - 1)  # [n, R]
         xs = plan.first_x[cj, None] + np.minimum(np.arange(cols), count_x[:, None] - 1)  # [n, X]
         wy0, wy1, wx0, wx1 = plan.weights
-        step = max(1, CHUNK_VALUES // (rows * cols))
+        slots = labels.shape[1]
+        step = max(1, CHUNK_VALUES // (rows * cols * (1 if slots <= FEW_SLOTS else slots)))
         for a in range(0, len(cells), step):  # laid out [R, n, X]: long contiguous inner loops
             part = slice(a, a + step)
             y, x = ys[part].T, xs[part]  # [R, n], [n, X]
@@ -225,18 +228,32 @@ class MaskHead:
             ax, bx = wx0[x], wx1[x]
             top = v00 * ax + v01 * bx  # [m, n, X]: along x first, like the graph
             bottom = v10 * ax + v11 * bx
-            shape = (rows, len(x), cols)
-            ay = np.ascontiguousarray(np.broadcast_to(wy0[y][:, :, None], shape))
-            by = np.ascontiguousarray(np.broadcast_to(wy1[y][:, :, None], shape))
-            best, value = top[0] * ay + bottom[0] * by, np.empty(shape, np.float32)
-            label = np.empty(shape, self.mask_dtype)
-            label[...] = labels[part, 0, None].astype(self.mask_dtype)
-            for slot in range(1, labels.shape[1]):
-                np.multiply(top[slot], ay, out=value)
-                value += bottom[slot] * by
-                higher = value > best  # strictly: ties stay with the earlier slot
-                np.copyto(best, value, where=higher)
-                np.copyto(label, labels[part, slot, None].astype(self.mask_dtype), where=higher)
+            if slots <= FEW_SLOTS:
+                label = self._slot_by_slot(top, bottom, wy0[y], wy1[y], labels[part])
+            else:  # every slot's values of a pixel side by side, numpy's argmax over them (first wins)
+                ay, by = wy0[y][:, :, None, None], wy1[y][:, :, None, None]  # [R, n, 1, 1]
+                top, bottom = (np.ascontiguousarray(np.moveaxis(v, 0, -1)) for v in (top, bottom))
+                value = top * ay + bottom * by  # [R, n, X, m]
+                slot = value.argmax(axis=-1)
+                label = labels[part][np.arange(len(x))[None, :, None], slot].astype(self.mask_dtype)
             corners = zip(y[0], x[:, 0], count_y[part], count_x[part], strict=True)
             for k, (top_y, left_x, r, c) in enumerate(corners):
                 mask[top_y : top_y + r, left_x : left_x + c] = label[:r, k, :c]  # a cell: one block
+
+    def _slot_by_slot(
+        self, top: np.ndarray, bottom: np.ndarray, wy0: np.ndarray, wy1: np.ndarray, labels: np.ndarray
+    ) -> np.ndarray:
+        """``[R, n, X]`` labels of a chunk with few slots: a running maximum over the slots."""
+        shape = (wy0.shape[0], top.shape[1], top.shape[2])
+        ay = np.ascontiguousarray(np.broadcast_to(wy0[:, :, None], shape))
+        by = np.ascontiguousarray(np.broadcast_to(wy1[:, :, None], shape))
+        best, value = top[0] * ay + bottom[0] * by, np.empty(shape, np.float32)
+        label = np.empty(shape, self.mask_dtype)
+        label[...] = labels[:, 0, None].astype(self.mask_dtype)
+        for slot in range(1, labels.shape[1]):
+            np.multiply(top[slot], ay, out=value)
+            value += bottom[slot] * by
+            higher = value > best  # strictly: ties stay with the earlier slot
+            np.copyto(best, value, where=higher)
+            np.copyto(label, labels[:, slot, None].astype(self.mask_dtype), where=higher)
+        return label
