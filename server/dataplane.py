@@ -54,18 +54,10 @@ def _size(image: Image.Image | np.ndarray) -> tuple[int, int]:
     return (image.shape[0], image.shape[1]) if isinstance(image, np.ndarray) else (image.height, image.width)
 
 
-def _decoded_size(
-    peeked: Image.Image | np.ndarray, mode: Mode, s: Settings, runtime: ModelRuntime
-) -> tuple[int, int]:
-    """(height, width) of the pixels ``_prepare`` will decode: a JPEG's DCT-scaled size with
-    ``--jpeg-draft`` in resize mode (what Pillow's ``draft`` picks), else the image's own."""
-    height, width = _size(peeked)
-    if isinstance(peeked, np.ndarray) or mode != "resize" or not s.jpeg_draft or peeked.format != "JPEG":
-        return height, width
-    target_h, target_w = runtime.spec.inference_size
-    ratio = min(height // target_h, width // target_w)
-    scale = next(s for s in (8, 4, 2, 1) if ratio >= s or s == 1)
-    return -(-height // scale), -(-width // scale)
+def _draft(mode: Mode, s: Settings, runtime: ModelRuntime) -> tuple[int, int] | None:
+    """The size a JPEG may be DCT-scaled down to (``--jpeg-draft``, resize mode only; native and slide
+    use every pixel), or None: a full decode."""
+    return runtime.spec.inference_size if mode == "resize" and s.jpeg_draft else None
 
 
 def _prepare(
@@ -73,8 +65,7 @@ def _prepare(
 ) -> tuple[Image.Image | np.ndarray, np.ndarray, float]:
     """Decode and resize in one worker-thread hop: (image, model input, when decoding ended)."""
     size = runtime.spec.inference_size
-    draft = size if mode == "resize" and s.jpeg_draft else None  # native and slide: every pixel
-    image = peeked if isinstance(peeked, np.ndarray) else imaging.load_rgb(peeked, draft)
+    image = peeked if isinstance(peeked, np.ndarray) else imaging.load_rgb(peeked, _draft(mode, s, runtime))
     decoded_at = time.monotonic()
     height, width = _size(image)
     if mode == "slide":  # the windows are cut from the image at its own resolution
@@ -154,7 +145,8 @@ class DataPlane:
             decoded = request.pixels is not None
             peeked = _peek(request, s) if decoded else await asyncio.to_thread(_peek, request, s)
             height, width = _size(peeked)
-            decoded = _decoded_size(peeked, mode, s, runtime)
+            draft = _draft(mode, s, runtime)
+            decoded = _size(peeked) if isinstance(peeked, np.ndarray) else imaging.decoded_size(peeked, draft)
             cost = self.budget.cost(width, height, decoded, runtime.spec.mask_dtype.itemsize)
             layout = runtime.slide_plan(height, width) if mode == "slide" else None  # 413: too many windows
             if layout is not None:

@@ -83,6 +83,16 @@ def load_rgb(image: Image.Image, draft: tuple[int, int] | None = None) -> Image.
     return rgb
 
 
+def decoded_size(image: Image.Image, draft: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(height, width) that ``load_rgb(image, draft)`` decodes, from the header: Pillow's ``draft``
+    picks the largest DCT scale 1/s (s = 8, 4, 2) with s <= min(width // w, height // h)."""
+    if draft is None or image.format != "JPEG":
+        return image.height, image.width
+    ratio = min(image.width // draft[1], image.height // draft[0])
+    scale = next((s for s in (8, 4, 2) if ratio >= s), 1)
+    return -(-image.height // scale), -(-image.width // scale)
+
+
 def _bomb_detail(exc: Exception, max_pixels: int, max_side: int) -> str:
     """Pillow's own decompression-bomb refusal, quoting the configured limits (not Pillow's)."""
     found = re.search(r"\((\d+) pixels\)", str(exc))
