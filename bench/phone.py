@@ -105,13 +105,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [
-        "| round | transport | images | server | img/s | p50 ms | server cores | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| round | transport | images | server | img/s | p50 ms | server cores | server core-ms / image "
+        "| peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results["throughput"]:
         lines.append(
             f"| {row['round']} | {row['system']} | {row['images']} | {row['server']} "
             f"| {row['images_per_s']:.2f} | {row['p50_ms']:.0f} | {row['cpu_cores'] or 0:.2f} "
+            f"| {1000 * (row['cpu_cores'] or 0) / max(row['images_per_s'], 1e-9):.0f} "
             f"| {row['peak_rss_mb'] or 0:.0f} |"
         )
     stages = results["stages"]
