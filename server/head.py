@@ -24,11 +24,10 @@ can score higher in the computed values either). Hence:
 Mixed cells are evaluated as dense blocks (cells x rows x columns, a cell's short rows and columns
 padded by repeating its last one: the same pixel computed twice, the same label). Large masks are cut
 into bands of low-res rows filled in parallel on a thread pool (numpy releases the GIL), at most
-``concurrency`` heads at once; a band holds ~4 MB temporaries, the head about two copies of the
-low-resolution logits beyond its mask. It replaced a second ONNX Runtime session over the graph's own
-upsampling nodes (``docs/CONTRACT.md``), which computed 4K planes for every pixel (28 ms on 2 threads for
-a 683x512 mask; this one ~3 ms on one). On CUDA it runs on the host too: the batched stage's logits come
-back to the host either way.
+``concurrency`` heads at once; temporaries come in steps of ``CHUNK_VALUES`` (measured beyond the mask:
+14-21 MB for a 12 Mpx photo's, 34 MB on one thread and 45 MB on two for 9 Mpx of random logits). It replaced a second ONNX Runtime session over the graph's own
+upsampling nodes (``docs/CONTRACT.md``), which computed 4K planes for every pixel. On CUDA it runs on the
+host too: the batched stage's logits come back to the host either way.
 """
 
 from __future__ import annotations
@@ -164,18 +163,9 @@ class MaskHead:
             points = np.unique(np.concatenate(corners))
             table[points] = _top_k(flat, points, table.shape[1])
             candidates = np.concatenate([table[c] for c in corners], axis=1)  # [cells, 4K]: the graph's
-        return _Plan(
-            size,
-            np.ascontiguousarray(best.astype(self.mask_dtype)[:, x0]),
-            y0,
-            first_y,
-            first_x,
-            (wy0, wy1, wx0, wx1),
-            cells,
-            corners,
-            flat,
-            candidates,
-        )
+        rows = np.ascontiguousarray(best.astype(self.mask_dtype)[:, x0])
+        weights = (wy0, wy1, wx0, wx1)
+        return _Plan(size, rows, y0, first_y, first_x, weights, cells, corners, flat, candidates)
 
     def _fill(self, plan: _Plan, mask: np.ndarray, band: tuple[int, int]) -> None:
         """Low-res rows band[0]..band[1]-1 of the mask: the uniform fill, then the mixed cells."""
@@ -183,7 +173,7 @@ class MaskHead:
             mask[plan.first_y[i] : plan.first_y[i + 1]] = plan.rows[i]
         lo, hi = np.searchsorted(plan.cells // (len(plan.first_x) - 1), band)  # the band's mixed cells
         classes = plan.flat.shape[0] if plan.candidates is None else plan.candidates.shape[1]
-        step = max(1, CHUNK_VALUES // classes)
+        step = max(1, CHUNK_VALUES // (4 * classes))  # 4 corners' values per candidate
         for a in range(lo, hi, step):
             chunk = np.arange(a, min(hi, a + step))
             labels = (
