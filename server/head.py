@@ -25,9 +25,10 @@ Mixed cells are evaluated as dense blocks (cells x rows x columns, a cell's shor
 padded by repeating its last one: the same pixel computed twice, the same label). Large masks are cut
 into bands of low-res rows filled in parallel on a thread pool (numpy releases the GIL), at most
 ``concurrency`` heads at once; temporaries come in steps of ``CHUNK_VALUES`` (measured beyond the mask:
-14-21 MB for a 12 Mpx photo's, 34 MB on one thread and 45 MB on two for 9 Mpx of random logits). It replaced a second ONNX Runtime session over the graph's own
-upsampling nodes (``docs/CONTRACT.md``), which computed 4K planes for every pixel. On CUDA it runs on the
-host too: the batched stage's logits come back to the host either way.
+14-21 MB for a 12 Mpx photo's, 34 MB on one thread and 45 MB on two for 9 Mpx of random logits).
+It replaced a second ONNX Runtime session over the graph's own upsampling nodes (``docs/CONTRACT.md``),
+which computed 4K planes for every pixel. On CUDA it runs on the host too: the batched stage's logits
+come back to the host either way.
 """
 
 from __future__ import annotations
