@@ -1,4 +1,4 @@
-"""An OpenVINO pool with the ``SessionPool`` interface, behind the same batcher, metrics and errors.
+"""An OpenVINO pool (``server.runtimes.base.Pool``), behind the same batcher, metrics and errors.
 
 A lane is an index into the infer requests of every compilation of the graph (``openvino_plan``): by
 default each compilation is one stream of every core with two infer requests. Measured on 2 cores
@@ -56,7 +56,7 @@ def openvino_plan(settings: Settings, cores: int) -> PoolPlan:
 
 
 class OpenVinoPool(Lanes[int]):
-    """Infer requests over one graph, lent to one batch at a time (same interface as ``SessionPool``).
+    """Infer requests over one graph, lent to one batch at a time (a ``server.runtimes.base.Pool``).
 
     A lane is an index: lane ``i`` runs on the ``i``-th infer requests of the compilation for its batch's
     shape (``ShapeCache``: static where compiled, else the dynamic one)."""
