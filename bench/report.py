@@ -225,6 +225,10 @@ def _mixed_section(mixed: dict[str, Any] | None) -> list[str]:
             "(reported, not targeted: batches do not pay on 2 cores)."
         )
     lines.append("- One request's memory (a 36 Mpx PNG, three at once, 300 sizes): [MEMORY.md](MEMORY.md).")
+    lines.append(
+        "- OpenVINO against ONNX Runtime under the batching soak, and over 800 native shapes "
+        "(`python -m bench.ovsoak`; the figures are in the notes): [OVSOAK.md](OVSOAK.md)."
+    )
     if mixed.get("plot"):
         lines += ["", "![rss_over_requests](rss_over_requests.png)"]
     return lines
