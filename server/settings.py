@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "nvidia/segformer-b0-finetuned-ade-512-512"
@@ -24,12 +24,11 @@ def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "segformer-serve"
 
 
-class Settings(BaseSettings):
-    """Server settings (flag ``--field-name``, environment ``SEGFORMER_FIELD_NAME``)."""
+class ModelSettings(BaseModel):
+    """What is served: the models, the repository, the admin API, the export cache."""
 
-    model_config = SettingsConfigDict(env_prefix="SEGFORMER_", extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(protected_namespaces=())
 
-    # models
     model: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="a model to serve, repeatable: NAME=SOURCE or SOURCE (contract .onnx, foreign SegFormer "
@@ -52,7 +51,31 @@ class Settings(BaseSettings):
     max_model_bytes: int = Field(
         512 * MiB, gt=0, description="largest .onnx a load opens (larger: the load fails)"
     )
-    # network
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _split_models(cls, value: Any) -> Any:
+        """``SEGFORMER_MODEL=a=x.onnx,b=y.onnx`` (environment) or one flag per model."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    def model_sources(self) -> list[str]:
+        """The ``--model`` entries, or the default hub id when neither models nor a repository are set."""
+        if self.model or self.model_repository is not None:
+            return list(self.model)
+        return [DEFAULT_MODEL]
+
+    def admin_secret(self) -> str | None:
+        """The admin bearer token (``--admin-token`` or the first line of ``--admin-token-file``)."""
+        if self.admin_token_file is not None:
+            return self.admin_token_file.read_text().strip() or None
+        return self.admin_token.get_secret_value() if self.admin_token else None
+
+
+class NetworkSettings(BaseModel):
+    """Listening: ports, message and header limits, timeouts of a connection, the docs."""
+
     host: str = Field("0.0.0.0", description="REST (and gRPC) bind address")
     port: int = Field(8000, ge=0, le=65535, description="REST port")
     grpc_port: int = Field(50051, ge=0, le=65535, description="gRPC port, 0 disables gRPC")
@@ -70,7 +93,11 @@ class Settings(BaseSettings):
     )
     keep_alive_timeout_s: float = Field(5.0, gt=0, description="idle keep-alive connections close after")
     docs: bool = Field(True, description="serve the OpenAPI docs (/docs: Swagger UI, offline; /openapi.json)")
-    # runtime
+
+
+class RuntimeSettings(BaseModel):
+    """What runs the network: device, runtime, precision, sessions and threads (``server.runtimes``)."""
+
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="execution provider choice")
     device_id: int = Field(0, ge=0, description="CUDA device index")
     sessions: int = Field(
@@ -104,7 +131,11 @@ class Settings(BaseSettings):
     )
     gpu_mem_limit_mib: int = Field(0, ge=0, description="CUDA arena limit in MiB, 0 = unlimited")
     warmup_runs: int = Field(1, ge=0, description="warm-up inferences per session before ready")
-    # batching
+
+
+class BatchingSettings(BaseModel):
+    """The batcher and the deadlines (``server.runtimes.batcher``)."""
+
     max_batch_size: int = Field(
         0, ge=0, description="largest batch the batcher forms; 0 = auto: 8 on CUDA, 1 on CPU"
     )
@@ -114,7 +145,11 @@ class Settings(BaseSettings):
     max_request_timeout_ms: float = Field(
         300_000.0, gt=0, description="longest deadline a request may ask for (larger ones are clamped)"
     )
-    # inference
+
+
+class InferenceSettings(BaseModel):
+    """How an image is segmented: modes, windows, decoding, the overlay."""
+
     mode: Literal["resize", "native", "slide"] = Field("resize", description="default inference mode")
     slide_crop: int = Field(
         0, ge=0, description="slide mode: window side (pixels), 0 = the model's inference size"
@@ -128,7 +163,12 @@ class Settings(BaseSettings):
         "the inference size (a 12 Mpx photo: ~3x faster to decode, 1/10 of the memory; masks 99.2-99.9 % "
         "equal to a full decode's, so not the default; docs/server.md)",
     )
-    # limits
+    overlay_alpha: float = Field(0.5, ge=0, le=1, description="mask opacity for format=overlay")
+
+
+class LimitSettings(BaseModel):
+    """What a request may cost: body, image and memory limits."""
+
     max_body_bytes: int = Field(32 * MiB, gt=0, description="largest request body (413 beyond)")
     max_image_pixels: int = Field(40_000_000, gt=0, description="largest decoded image (pixels)")
     max_image_side: int = Field(16384, gt=0, description="longest image side (pixels)")
@@ -138,7 +178,11 @@ class Settings(BaseSettings):
         description="working memory of the requests in flight (decoded pixels, masks), estimated from "
         "the image header before decoding; beyond it requests wait, then 503; 0 = unlimited",
     )
-    overlay_alpha: float = Field(0.5, ge=0, le=1, description="mask opacity for format=overlay")
+
+
+class OperationSettings(BaseModel):
+    """Running the process: the demo page, logs, traces, shutdown."""
+
     demo: bool = Field(True, description="serve the browser demo page at /demo/ (/ redirects there)")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     log_format: Literal["text", "json"] = Field(
@@ -159,25 +203,21 @@ class Settings(BaseSettings):
         description="SIGTERM: keep listening and serving this long with readiness 503 before closing",
     )
 
-    @field_validator("model", mode="before")
-    @classmethod
-    def _split_models(cls, value: Any) -> Any:
-        """``SEGFORMER_MODEL=a=x.onnx,b=y.onnx`` (environment) or one flag per model."""
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
 
-    def model_sources(self) -> list[str]:
-        """The ``--model`` entries, or the default hub id when neither models nor a repository are set."""
-        if self.model or self.model_repository is not None:
-            return list(self.model)
-        return [DEFAULT_MODEL]
+class Settings(
+    OperationSettings,
+    LimitSettings,
+    InferenceSettings,
+    BatchingSettings,
+    RuntimeSettings,
+    NetworkSettings,
+    ModelSettings,
+    BaseSettings,
+):
+    """Server settings, grouped by concern (the classes above; flags and environment are flat: flag
+    ``--field-name``, environment ``SEGFORMER_FIELD_NAME``, read as ``settings.field_name``)."""
 
-    def admin_secret(self) -> str | None:
-        """The admin bearer token (``--admin-token`` or the first line of ``--admin-token-file``)."""
-        if self.admin_token_file is not None:
-            return self.admin_token_file.read_text().strip() or None
-        return self.admin_token.get_secret_value() if self.admin_token else None
+    model_config = SettingsConfigDict(env_prefix="SEGFORMER_", extra="forbid", protected_namespaces=())
 
 
 def usable_cores() -> int:
