@@ -10,8 +10,8 @@
   per process): device memory over a sequence of mixed shapes with the server's arena settings
   (``kSameAsRequested``) vs ORT's default (``kNextPowerOfTwo``); on the CPU (dry run) the peak RSS.
 
-Providers and their options come from ``server.pool.choose_providers``: the raw runs use exactly the
-server's CUDA options unless a phase changes one on purpose.
+Providers and their options come from ``server.runtimes.onnxruntime.choose_providers``: the raw runs
+use exactly the server's CUDA options unless a phase changes one on purpose.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import onnxruntime as ort
 from bench.common import write_json
 from bench.gpu_env import nvidia_smi
 from bench.ortcase import make_session
-from server.pool import choose_providers
+from server.runtimes.onnxruntime import choose_providers
 from server.settings import Settings
 
 Shape = tuple[int, int, int, int, int]  # batch, height, width, out height, out width

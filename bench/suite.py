@@ -274,6 +274,30 @@ def mixed_phase(plan: Plan, graph: Path) -> None:
     _python("bench.memory", *args, *map(str, plan.images))
 
 
+def tracing_phase(plan: Plan, graph: Path) -> None:
+    """``bench.tracing``: our server with tracing off and on at 100 % sampling, alternating (a note)."""
+    out = plan.work / "raw" / "tracing.json"
+    args = [
+        "--graph",
+        str(graph),
+        "--out",
+        str(out),
+        "--work",
+        str(plan.work),
+        "--threads",
+        str(plan.threads),
+    ]
+    _python("bench.tracing", *args, *map(str, plan.images))
+    result = json.loads(out.read_text())
+    off, on = result["summary"]["off"], result["summary"]["on"]
+    plan.notes.append(
+        f"tracing (REST, c={result['concurrency']}, medians of {result['rounds']} alternating rounds): off "
+        f"{off['images_per_s']:.2f} img/s p50 {off['p50_ms']:.1f} ms, on at 100 % sampling "
+        f"{on['images_per_s']:.2f} img/s p50 {on['p50_ms']:.1f} ms "
+        f"(ratio {result['throughput_ratio_on_off']:.3f})"
+    )
+
+
 def drift_note(plan: Plan) -> None:
     rows = {r["system"]: r for r in plan.results}
     first, last = rows.get("ort-mask"), rows.get("ort-mask-again")
@@ -319,6 +343,8 @@ def run(plan: Plan) -> Plan:
         serve_phase(plan, g["main"])
     with phase(plan, "mixed sizes"):
         mixed_phase(plan, g["main"])
+    with phase(plan, "tracing off vs on"):
+        tracing_phase(plan, g["main"])
     if plan.openvino:
         with phase(plan, "segformer-serve on OpenVINO"):
             serve_phase(plan, g["main"], runtime="openvino")

@@ -16,13 +16,14 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from server import tracing
 from server.dataplane import DataPlane
 from server.grpc.server import GrpcServer
-from server.pool import choose_providers
-from server.pools import runtime_choice
 from server.repository import ModelRepository
 from server.rest import build_rest_app
 from server.rest.protocol import GuardedH11Protocol
+from server.runtimes.base import runtime_choice
+from server.runtimes.onnxruntime import choose_providers
 from server.settings import Settings
 
 log = logging.getLogger("segformer.app")
@@ -66,7 +67,9 @@ class Server:
         self._drain: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
-        """Listen (gRPC, then REST) and begin loading the models; returns once REST is up."""
+        """Set up tracing (off unless asked: ``server/tracing.py``), listen (gRPC, then REST) and begin
+        loading the models; returns once REST is up."""
+        tracing.configure(self.settings)
         if self.settings.grpc_port:
             self.grpc = GrpcServer(self.dataplane, self.settings)
             await self.grpc.start()
@@ -100,6 +103,7 @@ class Server:
             return
         self._stopping = True
         self.dataplane.draining = True
+        self.repository.stop_loading()  # a reload in progress (an export, say) is cancelled, not waited for
         if delay > 0:
             log.info("%s: draining, readiness 503, closing listeners in %g s", reason, delay)
             self._drain = asyncio.get_running_loop().call_later(delay, self._close_listeners)
@@ -125,6 +129,7 @@ class Server:
         if self._watch is not None:
             self._watch.cancel()
         await self.repository.close()
+        tracing.shutdown()  # flushes the spans still buffered
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; 0 after a graceful stop, 1 when no model could be loaded or REST
@@ -142,7 +147,7 @@ class Server:
         try:
             await self.start()
             await self._stopped.wait()
-        except RuntimeError as exc:  # a port that cannot be bound
+        except (RuntimeError, ValueError) as exc:  # a port that cannot be bound, a bad OTLP protocol
             log.error("%s", exc)
             self.failed = True
         finally:

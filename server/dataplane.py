@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from server import errors, imaging, slide
+from server import errors, imaging, slide, tracing
 from server.memory import MemoryBudget, MiB
 from server.metrics import IN_FLIGHT, SLIDE_WINDOWS, observe_stage
 from server.repository import ModelRepository
@@ -28,6 +28,19 @@ from server.settings import Settings
 from server.types import Mode, SegmentRequest, SegmentResult
 
 log = logging.getLogger("segformer.dataplane")
+#: stages timed as metrics but not as spans of the request: its batch run is a span of its own (linked),
+#: and ``total`` is the request span itself
+UNTRACED_STAGES = frozenset({"inference", "total"})
+
+
+def _attributes(runtime: ModelRuntime, mode: Mode, width: int, height: int) -> tracing.Attributes:
+    return {
+        "segformer.model": runtime.name,
+        "segformer.model_version": runtime.version,
+        "segformer.mode": mode,
+        "segformer.image.width": width,
+        "segformer.image.height": height,
+    }
 
 
 def _peek(request: SegmentRequest, s: Settings) -> Image.Image | np.ndarray:
@@ -136,14 +149,17 @@ class DataPlane:
         runtime.batcher.check_capacity(arriving=True)  # shed before decoding: a full queue costs no decode
         timings: dict[str, float] = {}
 
-        def record(name: str, seconds: float) -> None:
+        def record(name: str, seconds: float, end: float | None = None) -> None:
             timings[name] = seconds
             observe_stage(runtime.name, name, seconds)
+            if name not in UNTRACED_STAGES:
+                tracing.stage(name, seconds, end)
 
         with runtime.batcher.arriving():  # batches forming meanwhile may wait for this request
             decoded = request.pixels is not None
             peeked = _peek(request, s) if decoded else await asyncio.to_thread(_peek, request, s)
             height, width = _size(peeked)
+            tracing.annotate(_attributes(runtime, mode, width, height))
             cost = self.budget.cost(width, height)
             layout = runtime.slide_plan(height, width) if mode == "slide" else None  # 413: too many windows
             if layout is not None:
@@ -155,7 +171,7 @@ class DataPlane:
             except BaseException:
                 self.budget.release(reserved)
                 raise
-            record("decode", decoded_at - start)
+            record("decode", decoded_at - start, decoded_at)
             record("preprocess", time.monotonic() - decoded_at)
         try:
             if time.monotonic() >= deadline:
@@ -165,7 +181,7 @@ class DataPlane:
                 mask = await self._slide(runtime, resized, layout, deadline, record)
             else:
                 logits, queued, inferred = await runtime.infer(resized, deadline)
-                record("queue", queued)
+                record("queue", queued, time.monotonic() - inferred)
                 record("inference", inferred)
                 mask_start = time.monotonic()
                 mask = await asyncio.to_thread(runtime.mask, logits, (height, width))
@@ -191,7 +207,8 @@ class DataPlane:
         """``mode=slide``: the windows through the model's batcher, combined in bands (server/slide.py)."""
 
         async def infer(window: np.ndarray) -> np.ndarray:
-            logits, _, _ = await runtime.infer(window, deadline)
+            with tracing.span("slide.window", {"segformer.window.shape": list(window.shape[:2])}):
+                logits, _, _ = await runtime.infer(window, deadline)
             return logits
 
         inflight = max(2, min(16, self.settings.max_queue_size // 2))

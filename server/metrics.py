@@ -1,12 +1,18 @@
 """Prometheus metrics, declared once here and recorded by the data plane, batcher and transports.
 
-Label ``transport`` is ``rest`` or ``grpc``; ``model`` is the served model's name (empty when a request
-failed before it was routed to a model). Exposed on the REST app at ``GET /metrics`` (default registry).
+Label ``transport`` is ``rest`` or ``grpc``; ``model`` is the served model's name, or empty when a request
+was not routed to one: a name a caller sends becomes a label only through ``model_label``, which keeps
+the models of the repository and puts every other name in the one empty bucket (else each unknown name
+a client tries would add series for good). Exposed on the REST app at ``GET /metrics`` (default registry).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from server import tracing
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -72,16 +78,29 @@ MODEL_LOADS = Counter(
 )
 
 
+#: the ``model`` label of requests not routed to a served model (unknown names, failures before routing)
+UNROUTED = ""
+
+
+def model_label(name: str | None, served: Collection[str]) -> str:
+    """The ``model`` label for a name a caller sent: itself when the repository serves it, else
+    ``UNROUTED`` (the one place request labels are bounded: a call naming an unknown model adds no series)."""
+    return name if name and name in served else UNROUTED
+
+
 def observe_request(transport: str, endpoint: str, status: int, seconds: float, model: str = "") -> None:
-    """Record one finished request (every transport calls this once per request)."""
+    """Record one finished request (every transport calls this once per request); the latency carries
+    the trace id of a sampled request as its exemplar (shown in the OpenMetrics exposition)."""
     REQUESTS.labels(transport, endpoint, str(status), model).inc()
-    REQUEST_SECONDS.labels(transport, endpoint, model).observe(seconds)
+    REQUEST_SECONDS.labels(transport, endpoint, model).observe(seconds, tracing.exemplar())
 
 
 def observe_error(transport: str, kind: str) -> None:
-    """Record one failed request (transports call this once per ``ServeError`` they answer with)."""
+    """Record one failed request (transports call this once per ``ServeError`` they answer with); the
+    kind goes on the request's span too."""
     ERRORS.labels(transport, kind).inc()
+    tracing.annotate({"error.type": kind})
 
 
 def observe_stage(model: str, stage: str, seconds: float) -> None:
-    STAGE_SECONDS.labels(stage, model).observe(seconds)
+    STAGE_SECONDS.labels(stage, model).observe(seconds, tracing.exemplar())

@@ -22,17 +22,17 @@ import numpy as np
 
 from contract.metadata import PREFIX, read_metadata
 from server import errors, imaging, slide
-from server.batcher import Batcher
 from server.metrics import MODEL_INFO
-from server.pool import SessionPool
-from server.pools import build_pool
+from server.runtimes.base import build_pool
+from server.runtimes.batcher import Batcher
+from server.runtimes.onnxruntime import SessionPool
 from server.schemas import Batching, ModelClass, ModelDescription, PrecisionCheck
 from server.settings import Settings
 from server.source import content_hash, resolve_model
 from server.types import MODES, Mode
 
 if TYPE_CHECKING:
-    from server.openvino_pool import OpenVinoPool
+    from server.runtimes.openvino import OpenVinoPool
 
 log = logging.getLogger("segformer.runtime")
 

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     admin_token_file: Path | None = Field(None, description="read the admin token from this file")
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="where exported graphs live")
     export_args: str = Field("", description="extra arguments for segformer-export when exporting")
+    max_model_bytes: int = Field(
+        512 * MiB, gt=0, description="largest .onnx a load opens (larger: the load fails)"
+    )
     # network
     host: str = Field("0.0.0.0", description="REST (and gRPC) bind address")
     port: int = Field(8000, ge=0, le=65535, description="REST port")
@@ -138,6 +141,17 @@ class Settings(BaseSettings):
     overlay_alpha: float = Field(0.5, ge=0, le=1, description="mask opacity for format=overlay")
     demo: bool = Field(True, description="serve the browser demo page at /demo/ (/ redirects there)")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="log lines as text, or JSON with trace, span and request ids (docs/tracing.md)"
+    )
+    trace_endpoint: str | None = Field(
+        None,
+        description="send OpenTelemetry traces to this OTLP endpoint (else OTEL_EXPORTER_OTLP_ENDPOINT; "
+        "neither: tracing off)",
+    )
+    trace_protocol: Literal["http/protobuf", "grpc"] | None = Field(
+        None, description="OTLP protocol (else OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf)"
+    )
     graceful_timeout_s: float = Field(30.0, gt=0, description="SIGTERM: time to finish in-flight work")
     drain_delay_s: float = Field(
         0.0,

@@ -15,7 +15,7 @@ import grpc
 import numpy as np
 from google.protobuf import struct_pb2
 
-from server import errors, metrics
+from server import errors, metrics, tracing
 from server.errors import ServeError
 from server.grpc.gen import segmentation_pb2 as pb
 from server.outputs.base import Options, kept, options
@@ -159,6 +159,9 @@ def segment_response(frame_id: int, result: SegmentResult, want: Wanted) -> pb.S
     timings = {name: float(seconds) for name, seconds in result.timings.items()}
     timings["encode"] = time.perf_counter() - start
     metrics.observe_stage(result.model, "encode", timings["encode"])
+    tracing.stage(
+        "encode", timings["encode"], attributes={"segformer.format": pb.MaskFormat.Name(mask.format)}
+    )
     return pb.SegmentResponse(
         frame_id=frame_id, mask=mask, classes=classes, timings=timings, model=result.model, output=output
     )

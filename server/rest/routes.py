@@ -9,9 +9,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
+from prometheus_client.exposition import choose_encoder
 
+<<<<<<< HEAD
 from server import errors, metrics
+=======
+from server import errors, imaging, metrics, tracing
+>>>>>>> main
 from server.dataplane import DataPlane
 from server.outputs.base import Options, options
 from server.outputs.formats import FORMATS, OutputFormat
@@ -73,6 +78,7 @@ def _render(result: SegmentResult, fmt: OutputFormat, chosen: Options) -> Respon
     start = time.perf_counter()
     encoded = fmt.encode(result, chosen)
     metrics.observe_stage(result.model, "encode", time.perf_counter() - start)
+    tracing.stage("encode", time.perf_counter() - start, attributes={"segformer.format": format_})
     timing = ", ".join(f"{k};dur={v * 1000:.2f}" for k, v in result.timings.items())
     headers = {f"X-Segformer-{k.title()}": v for k, v in encoded.fields.items()}
     headers["Server-Timing"] = timing
@@ -223,17 +229,22 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": ErrorBody}})
 async def readyz(request: Request) -> Health:
-    """Readiness: every configured model serves (503 while any is loading or failed, and once stopping)."""
+    """Readiness: the server can serve what it served: its start-up loads have finished and a model
+    serves (503 while starting, when no model serves, and once stopping). A failed model does not count:
+    it shows in ``GET /v1/models`` and its own readiness."""
     plane = _dataplane(request)
     if plane.draining:
         raise errors.shutting_down()
     if not plane.is_ready():
-        waiting = [m.name for m in plane.list_models() if m.state != "ready"]
-        raise errors.ServeError(503, "not_ready", f"models not ready: {', '.join(waiting)}", retry_after=1.0)
+        starting = plane.repository.starting()
+        detail = f"models loading: {', '.join(starting)}" if starting else "no model serves"
+        raise errors.ServeError(503, "not_ready", detail, retry_after=1.0)
     return Health(status="ready")
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
-async def prometheus_metrics() -> Response:
-    """Prometheus metrics."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+async def prometheus_metrics(accept: AcceptHeader = None) -> Response:
+    """Prometheus metrics; the OpenMetrics exposition (with the latency exemplars' trace ids) when the
+    scraper accepts ``application/openmetrics-text``."""
+    encode, media = choose_encoder(accept or "")
+    return Response(encode(REGISTRY), media_type=media)

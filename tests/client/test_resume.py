@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from server.client.resume import ResumableFrames
-from server.client.types import SegmentationError
+from client.resume import ResumableFrames
+from client.types import SegmentationError
 from server.grpc.gen import segmentation_pb2 as pb
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.client import SegformerClient, SegmentationError
-from server.client.wire import has_field, mode_value, segment_request
+from client import SegformerClient, SegmentationError
+from client.wire import has_field, mode_value, segment_request
 from server.grpc.gen import segmentation_pb2 as pb
 from tests.grpc.serving import LiveServer, scene_png
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from server.cpufeatures import cpu_flags, has_native_bf16
+from server.runtimes.cpufeatures import cpu_flags, has_native_bf16
 from tests.reference import ReferencePipeline, agreement
 from tests.server.live import Served, png_mask
 

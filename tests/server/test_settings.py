@@ -7,7 +7,7 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from server.pool import choose_providers
+from server.runtimes.onnxruntime import choose_providers
 from server.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server.client.evaluate.dataset import pairs, read_label
-from server.client.evaluate.labels import LabelError
+from client.evaluate.dataset import pairs, read_label
+from client.evaluate.labels import LabelError
 
 
 def _png(path: Path, array: np.ndarray) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.client.evaluate.labels import LabelError, mapping_for, read_label_map, reduce_zero_label
+from client.evaluate.labels import LabelError, mapping_for, read_label_map, reduce_zero_label
 
 # cityscapesScripts helpers/labels.py, (name, id, trainId) of ids 0..33 (trainId 255 = not evaluated)
 CITYSCAPES = [

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from server.client.evaluate.metrics import Areas, IoUAccumulator, intersect_and_union, total_area_to_metrics
+from client.evaluate.metrics import Areas, IoUAccumulator, intersect_and_union, total_area_to_metrics
 
 X = 255  # ignored
 LABEL = np.array([[0, 0, 1, 1], [2, 2, X, X], [3, 3, 0, 1]])

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from server.client.evaluate import report
-from server.client.evaluate.metrics import IoUAccumulator
-from server.client.evaluate.runner import Evaluation
+from client.evaluate import report
+from client.evaluate.metrics import IoUAccumulator
+from client.evaluate.runner import Evaluation
 
 NAMES = ["wall", "sky", "tree", "road"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from server.client import SegformerClient
+from client import SegformerClient
 from tests.server.live import image_bytes
 
 PNG = {"Content-Type": "image/png"}

@@ -8,8 +8,8 @@ from typing import Any
 
 import onnxruntime as ort
 
-from server.cpufeatures import Choice, choose_runtime, cpu_flags, openvino_installed
-from server.pool import CUDA, SessionPool
+from server.runtimes.cpufeatures import Choice, choose_runtime, cpu_flags, openvino_installed
+from server.runtimes.onnxruntime import CUDA, SessionPool
 from server.settings import Settings
 
 log = logging.getLogger("segformer.pools")
@@ -26,7 +26,7 @@ def build_pool(model_path: Path, settings: Settings) -> Any:
     choice = runtime_choice(settings)
     log.info("runtime %s, precision %s (%s)", choice.runtime, choice.precision, choice.reason)
     if choice.runtime == "openvino":
-        from server.openvino_pool import OpenVinoPool  # the optional extra
+        from server.runtimes.openvino import OpenVinoPool  # the optional extra
 
         return OpenVinoPool(model_path, settings, choice.precision)
     return SessionPool(model_path, settings)

@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from server.client.client import SegformerClient
-from server.client.evaluate.dataset import Pair, read_label
-from server.client.evaluate.labels import LabelError, LabelMapping
-from server.client.evaluate.metrics import IoUAccumulator, Metrics
+from client.client import SegformerClient
+from client.evaluate.dataset import Pair, read_label
+from client.evaluate.labels import LabelError, LabelMapping
+from client.evaluate.metrics import IoUAccumulator, Metrics
 
 
 class EvalError(RuntimeError):

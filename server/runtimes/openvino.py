@@ -8,7 +8,7 @@ lone request takes 69 ms instead of 119 (a 1-thread stream) at 2-13 % fewer imag
 the same latency. ``--sessions N`` gives N streams of ``cores / N`` threads. ``InferRequest.infer``
 releases the GIL, so lanes run side by side in the pool's threads. Each input shape the pool serves
 often gets its own static-shape compilation, about twice as fast as the dynamic one
-(``server.openvino_shapes``). Two lanes on different compilations (two shapes, or the two parts of the
+(``server.runtimes.shapes``). Two lanes on different compilations (two shapes, or the two parts of the
 ``mixed`` plan: one image in stages 1-3 while another is in stage 4 + head) run at the same time,
 each with every core: measured in-process, that pipelining gives ``mixed`` 23.5 img/s on 2 cores
 against 20.0 with two 1-thread streams.
@@ -42,11 +42,11 @@ from PIL import Image
 
 from contract.head import STAGE_CUT, cut, split
 from contract.spec import ModelSpec
-from server.cpufeatures import Precision
 from server.head import MaskHead
-from server.lanes import Lanes
-from server.openvino_shapes import Chain, Shape, ShapeCache
-from server.pool import PoolPlan
+from server.runtimes.cpufeatures import Precision
+from server.runtimes.lanes import Lanes
+from server.runtimes.onnxruntime import PoolPlan
+from server.runtimes.shapes import Chain, Shape, ShapeCache
 from server.settings import Settings, usable_cores
 
 log = logging.getLogger("segformer.openvino")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.cpufeatures import choose_runtime, has_native_bf16, parse_cpu_flags
+from server.runtimes.cpufeatures import choose_runtime, has_native_bf16, parse_cpu_flags
 from server.settings import Settings
 
 SAPPHIRE_RAPIDS = (

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.pool import PoolPlan, SessionPool, plan_pool
+from server.runtimes.onnxruntime import PoolPlan, SessionPool, plan_pool
 from server.settings import Settings
 
 

@@ -9,13 +9,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from server.cpufeatures import cpu_flags, has_native_bf16
-from server.pool import PoolPlan
+from server.runtimes.cpufeatures import cpu_flags, has_native_bf16
+from server.runtimes.onnxruntime import PoolPlan
 from server.settings import Settings
 
 ov = pytest.importorskip("openvino", reason="the openvino extra is not installed")
 
-from server.openvino_pool import OpenVinoPool, openvino_plan  # noqa: E402  (needs openvino)
+from server.runtimes.openvino import OpenVinoPool, openvino_plan  # noqa: E402  (needs openvino)
 
 
 @pytest.mark.parametrize(

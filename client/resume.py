@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
-from server.client.types import SegmentationError
+from client.types import SegmentationError
 from server.grpc.gen import segmentation_pb2 as pb
 
 

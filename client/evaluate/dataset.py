@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from server.client.evaluate.labels import LUT_SIZE, LabelError, LabelMapping, mapping_for
-from server.client.types import IMAGE_SUFFIXES
+from client.evaluate.labels import LUT_SIZE, LabelError, LabelMapping, mapping_for
+from client.types import IMAGE_SUFFIXES
 
 CITYSCAPES_IMAGE_SUFFIX = "_leftImg8bit"
 

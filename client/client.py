@@ -24,9 +24,9 @@ import httpx
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from server.client.resume import ResumableFrames
-from server.client.types import ClassInfo, Segmentation, SegmentationError, content_type
-from server.client.wire import has_field, segment_request
+from client.resume import ResumableFrames
+from client.types import ClassInfo, Segmentation, SegmentationError, content_type
+from client.wire import has_field, segment_request
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
 

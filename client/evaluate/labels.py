@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from server.client.evaluate.metrics import IGNORE_INDEX
+from client.evaluate.metrics import IGNORE_INDEX
 
 DATASETS = ("ade20k", "cityscapes", "custom")
 ADE20K_CLASSES = 150

@@ -18,13 +18,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from server.client.client import SegformerClient
-from server.client.evaluate import report
-from server.client.evaluate.dataset import Pair, pairs
-from server.client.evaluate.labels import DATASETS, LabelError
-from server.client.evaluate.local import LocalServer
-from server.client.evaluate.runner import EvalError, evaluate
-from server.client.types import SegmentationError
+from client.client import SegformerClient
+from client.evaluate import report
+from client.evaluate.dataset import Pair, pairs
+from client.evaluate.labels import DATASETS, LabelError
+from client.evaluate.local import LocalServer
+from client.evaluate.runner import EvalError, evaluate
+from client.types import SegmentationError
 
 URL_SCHEMES = ("http://", "https://", "grpc://")
 PROG = "segformer-eval"

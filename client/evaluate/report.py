@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from server.client.evaluate.runner import Evaluation
+from client.evaluate.runner import Evaluation
 
 FORMAT = "segformer-eval/1"
 

@@ -23,7 +23,7 @@ import onnxruntime as ort
 from contract.head import split
 from contract.spec import ModelSpec
 from server.head import MaskHead
-from server.lanes import Lanes
+from server.runtimes.lanes import Lanes
 from server.settings import Settings, usable_cores
 
 log = logging.getLogger("segformer.pool")
@@ -103,7 +103,7 @@ def _session_options(threads: int, spinning: bool, shared_arena: bool) -> ort.Se
 
 
 class SessionPool(Lanes[ort.InferenceSession]):
-    """Sessions over one graph, lent to one batch at a time (see ``PoolPlan``, ``server.lanes``)."""
+    """Sessions over one graph, lent to one batch at a time (see ``PoolPlan``, ``server.runtimes.lanes``)."""
 
     runtime = "onnxruntime"
     check = None  # no load-time precision check: ONNX Runtime runs the graph's own precision

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.client.types import SegmentationError
+from client.types import SegmentationError
 from server.grpc.gen import segmentation_pb2 as pb
 
 MODES = {

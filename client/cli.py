@@ -19,8 +19,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from server.client.client import SegformerClient
-from server.client.types import IMAGE_SUFFIXES, Segmentation, SegmentationError
+from client.client import SegformerClient
+from client.types import IMAGE_SUFFIXES, Segmentation, SegmentationError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 

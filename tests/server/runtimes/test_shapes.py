@@ -1,4 +1,4 @@
-"""Static-shape compilations beside the dynamic one (``server.openvino_shapes``) and the ``mixed`` plan."""
+"""Static-shape compilations beside the dynamic one (``server.runtimes.shapes``) and the ``mixed`` plan."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.cpufeatures import cpu_flags, has_native_bf16
+from server.runtimes.cpufeatures import cpu_flags, has_native_bf16
 from server.settings import Settings
 from server.source import resolve_model
 from tests.server.test_foreign import tiny_foreign
 
 pytest.importorskip("openvino", reason="the openvino extra is not installed")
 
-from server.openvino_pool import OpenVinoPool
+from server.runtimes.openvino import OpenVinoPool
 
 _NO_BF16 = pytest.mark.skipif(not has_native_bf16(cpu_flags()), reason="this CPU has no native bf16")
 INFERENCE = (1, 512, 512, 3)

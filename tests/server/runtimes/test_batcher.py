@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.batcher import Batcher
 from server.errors import ServeError
-from server.pool import SessionPool
+from server.runtimes.batcher import Batcher
+from server.runtimes.onnxruntime import SessionPool
 from server.settings import Settings
 
 

@@ -1,0 +1,1 @@
+"""The runtimes that run a batch: one file per runtime behind one interface (``base``)."""
