@@ -12,11 +12,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 from prometheus_client.exposition import choose_encoder
 
-<<<<<<< HEAD
-from server import errors, metrics
-=======
-from server import errors, imaging, metrics, tracing
->>>>>>> main
+from server import errors, metrics, tracing
 from server.dataplane import DataPlane
 from server.outputs.base import Options, options
 from server.outputs.formats import FORMATS, OutputFormat
@@ -78,7 +74,7 @@ def _render(result: SegmentResult, fmt: OutputFormat, chosen: Options) -> Respon
     start = time.perf_counter()
     encoded = fmt.encode(result, chosen)
     metrics.observe_stage(result.model, "encode", time.perf_counter() - start)
-    tracing.stage("encode", time.perf_counter() - start, attributes={"segformer.format": format_})
+    tracing.stage("encode", time.perf_counter() - start, attributes={"segformer.format": fmt.name})
     timing = ", ".join(f"{k};dur={v * 1000:.2f}" for k, v in result.timings.items())
     headers = {f"X-Segformer-{k.title()}": v for k, v in encoded.fields.items()}
     headers["Server-Timing"] = timing
