@@ -3,10 +3,15 @@
     segformer-client street.jpg                                   # REST on http://127.0.0.1:8000
     segformer-client --url grpc://127.0.0.1:50051 frames/ -o masks/   # a folder: one gRPC stream
     segformer-client --url grpc://127.0.0.1:50051 --info          # the served model
+    segformer-client --format polygons --classes road,sidewalk street.jpg   # another format (below)
 
 Each input ``NAME.ext`` gives ``OUT/NAME.png`` (the label mask: pixel value = class id). A folder's
 images (sorted by name) are sent as one ordered stream (gRPC ``StreamSegment``; REST: concurrent
-requests). Exit status: 0 when every image was segmented, 1 when some failed, 2 on a call failure.
+requests). ``--format NAME`` asks for one of the server's formats instead (docs/outputs.md: json,
+overlay, raw, rle, polygons, confidence, probability; the server lists them when the name is wrong),
+one request per image, written as ``OUT/NAME`` + a suffix from its content type (``.geojson``,
+``.rle.json``, ``.png``...). Exit status: 0 when every image was segmented, 1 when some failed, 2 on a
+call failure.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from client.client import SegformerClient
+from client.outputs import OutputRequest
 from client.types import IMAGE_SUFFIXES, Segmentation, SegmentationError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -41,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", choices=("resize", "native", "slide"), default=None, help="inference mode")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
     parser.add_argument("--inflight", type=int, default=8, help="REST: concurrent requests for a folder")
+    parser.add_argument("--format", help="one of the server's output formats (default: the PNG mask)")
+    parser.add_argument("--classes", help="comma-separated class ids or labels: the others are background")
+    parser.add_argument("--tolerance", type=float, default=0.0, help="polygons: simplification (pixels)")
+    parser.add_argument("--min-area", type=float, default=0.0, help="polygons: smallest ring (pixels)")
     parser.add_argument("--info", action="store_true", help="print the served model as JSON and exit")
     parser.add_argument("-q", "--quiet", action="store_true", help="only the summary line")
     return parser
@@ -74,6 +84,25 @@ def _results(
         yield path, Segmentation(error=err)
 
 
+def _outputs(client: SegformerClient, path: Path, args: argparse.Namespace) -> Iterator[tuple[Path, str]]:
+    """``--format``: each image's answer written to ``args.out``; yields (image, "" or the error)."""
+    classes = tuple(c.strip() for c in (args.classes or "").split(",") if c.strip())
+    request = OutputRequest(args.format, classes, args.tolerance, args.min_area)
+    for source in _frames(path) if path.is_dir() else [path]:
+        try:
+            output = client.output(source, request, mode=args.mode)
+        except SegmentationError as err:
+            if err.code == "UNAVAILABLE" and not err.error:
+                raise
+            yield source, f"ERROR {err}"
+            continue
+        target = args.out / f"{source.stem}{output.suffix}"
+        target.write_bytes(output.data)
+        yield source, ""
+        if not args.quiet:
+            print(f"{source}: {args.format} {output.content_type}, {len(output.data)} bytes -> {target}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Segment ``args.inputs``; print one line per image and a summary; return the exit status."""
     with SegformerClient(args.url, timeout=args.timeout) as client:
@@ -85,6 +114,12 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         try:
             for path in args.inputs:
+                if args.format:
+                    for source, error in _outputs(client, path, args):
+                        done, failed = done + (not error), failed + bool(error)
+                        if error:
+                            print(f"{source}: {error}", file=sys.stderr)
+                    continue
                 for source, seg in _results(client, path, args):
                     if seg.ok:
                         (args.out / f"{source.stem}.png").write_bytes(seg.mask_png())
@@ -100,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     rate = (done + failed) / elapsed if elapsed > 0 else 0.0
     print(
         f"{done} segmented, {failed} failed in {elapsed:.2f} s ({rate:.1f} images/s) over "
-        f"{client.transport.upper()} {client.url}; masks in {args.out}/"
+        f"{client.transport.upper()} {client.url}; {args.format or 'masks'} in {args.out}/"
     )
     return 1 if failed else 0
 

@@ -24,6 +24,7 @@ import httpx
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from client.outputs import Output, OutputRequest, from_proto, from_response
 from client.resume import ResumableFrames
 from client.types import ClassInfo, Segmentation, SegmentationError, content_type
 from client.wire import has_field, segment_request
@@ -118,6 +119,30 @@ class SegformerClient:
             classes=[ClassInfo(c["id"], c["label"], c["pixels"], c["fraction"]) for c in body["classes"]],
             timings={k: v / 1000 for k, v in (body.get("timings_ms") or {}).items()},
         )
+
+    def output(
+        self, image: Image, request: OutputRequest, *, mode: str | None = None, model: str | None = None
+    ) -> Output:
+        """One image in one of the server's formats (``client.outputs``); raises ``SegmentationError``."""
+        data = _read(image)
+        if self._channel is not None:
+            message = request.into(segment_request(data, 0, mode, "png", model))
+            try:
+                return from_proto(self._stub.Segment(message, timeout=self.timeout).output)
+            except grpc.RpcError as exc:
+                raise _rpc_error(exc) from None
+        assert self._http is not None
+        params = request.params() | ({"mode": mode} if mode else {})
+        path = f"/v1/models/{quote(model, safe='')}/segment" if model else "/v1/segment"
+        try:
+            response = self._http.post(
+                path, content=data, params=params, headers={"Content-Type": content_type(data)}
+            )
+        except httpx.TransportError as exc:
+            raise SegmentationError("UNAVAILABLE", "", f"{type(exc).__name__}: {exc}") from None
+        if response.status_code != 200:
+            raise _http_error(response)
+        return from_response(response)
 
     def stream(
         self,
