@@ -159,8 +159,8 @@ def segment_response(frame_id: int, result: SegmentResult, want: Wanted) -> pb.S
     timings = {name: float(seconds) for name, seconds in result.timings.items()}
     timings["encode"] = time.perf_counter() - start
     metrics.observe_stage(result.model, "encode", timings["encode"])
-    name = want.format.name if want.format is not None else MASK_FORMATS[want.mask_format]
-    tracing.stage("encode", timings["encode"], attributes={"segformer.format": name})
+    shown = want.format.name if want.format is not None else pb.MaskFormat.Name(want.mask_format)
+    tracing.stage("encode", timings["encode"], attributes={"segformer.format": shown})
     return pb.SegmentResponse(
         frame_id=frame_id, mask=mask, classes=classes, timings=timings, model=result.model, output=output
     )

@@ -42,9 +42,9 @@ OUTPUTS: dict[str, tuple[str, list[int]]] = {
     "classes": (BYTES, [-1]),
     **{name: (BYTES, [-1]) for name in FORMAT_OUTPUTS if name != "mask_png"},
 }
+MAX_RANK = 8
 DEFAULT_OUTPUTS = ("mask", "mask_png", "classes")
 EVERY_CLASS = Options()  # no parameters: every class, default tolerances
-MAX_RANK = 8
 MASK_DATATYPES = {np.dtype(np.uint8): "UINT8", np.dtype(np.uint16): "UINT16"}
 _LENGTH = struct.Struct("<I")
 
