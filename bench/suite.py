@@ -231,7 +231,7 @@ def triton_phase(plan: Plan, graph: Path, system: str, max_batch: int, delay_us:
 def mixed_phase(plan: Plan, graph: Path) -> None:
     """Mixed sizes (0.3–2.5× of 683×512): ours over REST and gRPC streams, PyTriton, at c=4 and 16; then
     ``bench.mixed``: RSS over 1,000 requests at defaults (+ plot) and the batching soak (batch 8); then
-    ``bench.memory``: one request's memory (MEMORY.md)."""
+    ``bench.memory``: one request's memory (MEMORY.md); ``bench.outputs``: the output formats (OUTPUTS.md)."""
     folder = plan.work / "mixed-images"
     folder.mkdir(parents=True, exist_ok=True)
     images = []
@@ -272,6 +272,8 @@ def mixed_phase(plan: Plan, graph: Path) -> None:
     plan.mixed = json.loads(out.read_text())
     # one request's memory (issue #12's figures): a 36 Mpx PNG, three at once, 300 sizes -> MEMORY.md
     _python("bench.memory", *args, *map(str, plan.images))
+    # each output format's encode cost at 0.35 and 12 Mpx, the PNG path side by side -> OUTPUTS.md
+    _python("bench.outputs", *args, *map(str, plan.images[:1]))
 
 
 def tracing_phase(plan: Plan, graph: Path) -> None:
