@@ -28,6 +28,8 @@ from server.settings import Settings
 from server.types import Mode, SegmentRequest, SegmentResult
 
 log = logging.getLogger("segformer.dataplane")
+#: what ``confidence``/``probability`` add to a working set per pixel (server/outputs/confidence.py)
+PROBABILITY_BYTES_PER_PIXEL = 5
 #: stages timed as metrics but not as spans of the request: its batch run is a span of its own (linked),
 #: and ``total`` is the request span itself
 UNTRACED_STAGES = frozenset({"inference", "total"})
@@ -161,6 +163,8 @@ class DataPlane:
             height, width = _size(peeked)
             tracing.annotate(_attributes(runtime, mode, width, height))
             cost = self.budget.cost(width, height)
+            if request.keep_logits:  # a full-size float32 probability plane and its 8-bit image
+                cost += PROBABILITY_BYTES_PER_PIXEL * width * height
             layout = runtime.slide_plan(height, width) if mode == "slide" else None  # 413: too many windows
             if layout is not None:
                 cost += layout.logits_bytes(runtime.spec.num_labels) + slide.BAND_BYTES
