@@ -122,6 +122,23 @@ def test_v2_rest_request_continues_the_callers_trace(traced: LiveServer, http_re
     assert {"decode", "preprocess", "queue", "mask"} <= set(_children(spans, server))
 
 
+def test_slide_windows_are_spans_under_their_request(traced: LiveServer, http_receiver: HttpReceiver) -> None:
+    header, trace_id, _ = traceparent()
+    headers = {"traceparent": header, "Content-Type": "image/png"}
+    image = scene_png(600, 700, 6)
+    answer = httpx.post(
+        f"{traced.rest_url}/v1/segment?mode=slide", content=image, headers=headers, timeout=120
+    )
+    assert answer.status_code == 200
+    spans = http_receiver.wait_for(lambda s: any(x.trace_id == trace_id and x.name == "encode" for x in s))
+    (request,) = by_name(http_receiver.in_trace(trace_id), "POST /v1/segment")
+    assert request.attributes["segformer.mode"] == "slide"
+    windows = [w for w in by_name(spans, "slide.window") if w.trace_id == trace_id]
+    assert len(windows) >= 2 and {w.parent_id for w in windows} == {request.span_id}
+    linked = {link for s in spans if s.name == "batch" for link in s.links}
+    assert {(trace_id, w.span_id) for w in windows} <= linked  # each window rode in a batch
+
+
 def test_probes_are_not_traced(traced: LiveServer, http_receiver: HttpReceiver) -> None:
     header, trace_id, _ = traceparent()
     for path in ("/healthz", "/readyz", "/metrics", "/v2/health/ready", f"/v1/models/{MODEL}/ready"):
