@@ -115,11 +115,11 @@ def test_v2_rest_request_continues_the_callers_trace(traced: LiveServer, http_re
         f"{traced.rest_url}/v2/models/{MODEL}/infer", json=body, headers={"traceparent": header}
     )
     assert answer.status_code == 200
-    http_receiver.wait_for(lambda s: any(x.trace_id == trace_id and x.name == "mask" for x in s))
+    http_receiver.wait_for(lambda s: any(x.trace_id == trace_id and x.name == "encode" for x in s))
     spans = http_receiver.in_trace(trace_id)
     (server,) = by_name(spans, "POST /v2/models/{model_name}/infer")
     assert server.parent_id == parent
-    assert {"decode", "preprocess", "queue", "mask"} <= set(_children(spans, server))
+    assert {"decode", "preprocess", "queue", "mask", "encode"} <= set(_children(spans, server))
 
 
 def test_slide_windows_are_spans_under_their_request(traced: LiveServer, http_receiver: HttpReceiver) -> None:
@@ -260,13 +260,18 @@ def test_oip_over_grpc_continues_the_callers_trace(traced_grpc: LiveServer, grpc
         with pytest.raises(grpc.RpcError) as failed:  # a failed call is traced too, with its error kind
             stub.ModelInfer(_infer_request(b"not an image"), metadata=[("traceparent", header)])
     assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    grpc_receiver.wait_for(lambda s: sum(x.trace_id == trace_id and x.kind == 2 for x in s) == 2)
+    grpc_receiver.wait_for(
+        lambda s: (
+            sum(x.trace_id == trace_id and x.kind == 2 for x in s) == 2
+            and any(x.trace_id == trace_id and x.name == "encode" for x in s)
+        )
+    )
     spans = grpc_receiver.in_trace(trace_id)
     calls = by_name(spans, "inference.GRPCInferenceService/ModelInfer")
     assert len(calls) == 2 and {c.parent_id for c in calls} == {parent}
     ok, bad = sorted(calls, key=lambda c: c.attributes["segformer.status"])
     assert ok.attributes["segformer.status"] == 200 and ok.attributes["rpc.system"] == "grpc"
-    assert {"decode", "preprocess", "queue", "mask"} <= set(_children(spans, ok))
+    assert {"decode", "preprocess", "queue", "mask", "encode"} <= set(_children(spans, ok))
     assert bad.attributes["segformer.status"] == 400 and bad.attributes["error.type"] == "corrupt_image"
 
 
