@@ -98,9 +98,9 @@ def test_rest_request_continues_the_callers_trace(traced: LiveServer, http_recei
     assert batches[0].attributes["segformer.runtime"] == "onnxruntime"
     assert {"segformer.batch.size", "segformer.lane", "segformer.precision"} <= set(batches[0].attributes)
     # the access line and the request's log lines carry the ids (--log-format json)
-    access = [
-        json.loads(line) for line in traced.log_path.read_text().splitlines() if '"segformer.access"' in line
-    ]
+    lines = [json.loads(line) for line in traced.log_path.read_text().splitlines() if line.startswith("{")]
+    assert any(line["message"].startswith("Uvicorn running on") for line in lines)  # uvicorn's too
+    access = [line for line in lines if line["logger"] == "segformer.access"]
     mine = [line for line in access if line.get("request_id") == "req-rest-1"]
     assert len(mine) == 1
     assert mine[0]["trace_id"] == trace_id and mine[0]["status"] == 200 and mine[0]["model"] == MODEL
