@@ -7,6 +7,7 @@ and the Open Inference Protocol over gRPC; spans are checked for their parent/ch
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -20,6 +21,7 @@ import httpx
 import pytest
 
 from server import tracing
+from server.app import Server
 from server.grpc.gen import grpc_service_pb2 as v2pb
 from server.grpc.gen import grpc_service_pb2_grpc as v2grpc
 from server.grpc.gen import segmentation_pb2 as pb
@@ -291,3 +293,33 @@ def test_tracing_off_starts_no_exporter_thread(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")  # the standard switch wins over the endpoint
     assert not tracing.configure(Settings(model=["m"]))
     assert os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
+
+
+async def _threads_of_a_running_server(settings: Settings) -> set[str]:
+    """The thread names of a started, ready ``Server`` in this process (stopped again after)."""
+    server = Server(settings)
+    await server.start()
+    try:
+        while not server.dataplane.is_ready():
+            await asyncio.sleep(0.05)
+        return {t.name for t in threading.enumerate()}
+    finally:
+        await server.stop()
+
+
+def test_a_live_server_without_tracing_has_no_exporter_thread(
+    random_b0_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER"):
+        monkeypatch.delenv(name, raising=False)
+    common = {"model": [str(random_b0_onnx)], "host": "127.0.0.1", "port": 0, "grpc_port": 0}
+    common |= {"cache_dir": tmp_path, "warmup_runs": 0, "runtime": "onnxruntime", "demo": False}
+    off = asyncio.run(_threads_of_a_running_server(Settings(**common)))
+    assert not [name for name in off if name.startswith("Otel")], off
+    receiver = HttpReceiver()  # the same check sees the exporter's thread when tracing is on
+    try:
+        on = asyncio.run(_threads_of_a_running_server(Settings(**common, trace_endpoint=receiver.endpoint)))
+    finally:
+        receiver.close()
+    assert [name for name in on if name.startswith("Otel")]
+    assert not tracing.enabled()  # Server.stop shut the exporter down
