@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from server import errors, imaging, slide, tracing
+from server import errors, imaging, logs, slide, tracing
 from server.memory import MemoryBudget, MiB
 from server.metrics import IN_FLIGHT, SLIDE_WINDOWS, observe_stage
 from server.repository import ModelRepository
@@ -142,6 +142,7 @@ class DataPlane:
         if request.image is not None and len(request.image) > s.max_body_bytes:  # the REST body limit
             raise errors.body_too_large(s.max_body_bytes)
         mode = runtime.check_mode(request.mode)
+        logs.MODEL.set(runtime.name)  # on the request's log lines (server/logs.py)
         runtime.batcher.check_capacity(arriving=True)  # shed before decoding: a full queue costs no decode
         timings: dict[str, float] = {}
 
