@@ -66,6 +66,10 @@ def wrap_foreign(model: onnx.ModelProto, name: str, source: str, source_sha256: 
     if len(inputs) != 1 or len(_dims(inputs[0])) != 4:
         raise ValueError(f"expected one NCHW float input, found {[(i.name, _dims(i)) for i in inputs]}")
     pixel_in = inputs[0]
+    if not any("Conv" in node.op_type for node in graph.node):  # patch embeddings and the decode head
+        raise ValueError(
+            "not a SegFormer graph: it has no convolution (SegFormer's patch embeddings are convolutions)"
+        )
     logits_out = next((o for o in graph.output if len(_dims(o)) == 4), None)
     if logits_out is None:
         raise ValueError(f"no 4-d logits output among {[(o.name, _dims(o)) for o in graph.output]}")

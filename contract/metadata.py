@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import onnx
 
@@ -85,10 +85,61 @@ def set_metadata(model: onnx.ModelProto, values: Mapping[str, str]) -> None:
 
 
 def read_metadata(model: onnx.ModelProto | str | Path) -> dict[str, str]:
-    """The raw ``segformer.*`` metadata (strings) of a model or a file (weights are not loaded)."""
-    if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props if p.key.startswith(PREFIX)}
+    """The raw ``segformer.*`` metadata (strings) of a model or a file (the graph is not read)."""
+    props = model.metadata_props if isinstance(model, onnx.ModelProto) else file_props(Path(model))
+    return {p.key: p.value for p in props if p.key.startswith(PREFIX)}
+
+
+_METADATA_PROPS = 14  # ModelProto.metadata_props
+_MAX_ENTRY = 16 * 1024 * 1024
+
+
+def _varint(stream: BinaryIO) -> int | None:
+    """A protobuf varint (None at the end of the stream, between fields)."""
+    value = shift = 0
+    while byte := stream.read(1):
+        value |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return value
+        shift += 7
+        if shift > 63:
+            raise ValueError("not an ONNX graph: a malformed protobuf varint")
+    if shift:
+        raise ValueError("not an ONNX graph: truncated")
+    return None
+
+
+def file_props(path: Path) -> list[onnx.StringStringEntryProto]:
+    """The ``metadata_props`` of the ONNX file at ``path``, read field by field: the graph and its weights
+    are skipped over, never read (a 1 GiB graph costs a few reads, not 1 GiB of memory).
+    ValueError when the file is not a protobuf message."""
+    props = []
+    size = path.stat().st_size
+    with path.open("rb") as stream:
+        while (key := _varint(stream)) is not None:
+            field, wire = key >> 3, key & 7
+            if field == 0:  # no protobuf field has number 0 (a file of zeros is not read to its end)
+                raise ValueError("not an ONNX graph: protobuf field number 0")
+            if wire == 0:
+                if _varint(stream) is None:
+                    raise ValueError("not an ONNX graph: truncated")
+            elif wire in (1, 5):
+                stream.seek(8 if wire == 1 else 4, 1)
+            elif wire == 2:
+                length = _varint(stream)
+                if length is None or stream.tell() + length > size:
+                    raise ValueError("not an ONNX graph: a field runs past the end of the file")
+                if field != _METADATA_PROPS:
+                    stream.seek(length, 1)
+                elif length > _MAX_ENTRY:
+                    raise ValueError(f"an ONNX metadata entry of {length} bytes (at most {_MAX_ENTRY})")
+                else:
+                    props.append(onnx.StringStringEntryProto.FromString(stream.read(length)))
+            else:
+                raise ValueError(f"not an ONNX graph: protobuf wire type {wire}")
+            if stream.tell() > size:
+                raise ValueError("not an ONNX graph: truncated")
+    return props
 
 
 def decode_metadata(raw: Mapping[str, str]) -> dict[str, Any]:

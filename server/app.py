@@ -105,6 +105,7 @@ class Server:
             return
         self._stopping = True
         self.dataplane.draining = True
+        self.repository.stop_loading()  # a reload in progress (an export, say) is cancelled, not waited for
         if delay > 0:
             log.info("%s: draining, readiness 503, closing listeners in %g s", reason, delay)
             self._drain = asyncio.get_running_loop().call_later(delay, self._close_listeners)

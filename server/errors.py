@@ -6,6 +6,9 @@ REST renders it as ``{"error": kind, "detail": text}`` with ``status``; gRPC map
 
 from __future__ import annotations
 
+#: the most characters of a caller's name (model, version) echoed back in an error
+SHOWN_CHARS = 64
+
 
 class ServeError(Exception):
     """A request failed for a reason the client should see.
@@ -23,6 +26,14 @@ class ServeError(Exception):
 
     def to_dict(self) -> dict[str, str]:
         return {"error": self.error, "detail": self.detail}
+
+
+def shown(name: str) -> str:
+    """``name`` as an error quotes it: ``repr``, cut to ``SHOWN_CHARS`` (a 10 KB name is not echoed whole:
+    gRPC carries the detail in a header, which has a size limit)."""
+    if len(name) <= SHOWN_CHARS:
+        return repr(name)
+    return f"{name[:SHOWN_CHARS]!r}... ({len(name)} characters)"
 
 
 def body_too_large(limit: int) -> ServeError:
@@ -80,12 +91,12 @@ def internal(detail: str) -> ServeError:
 
 def model_not_found(name: str) -> ServeError:
     return ServeError(
-        404, "model_not_found", f"no model named {name!r} is served (GET /v1/models lists them)"
+        404, "model_not_found", f"no model named {shown(name)} is served (GET /v1/models lists them)"
     )
 
 
 def model_not_ready(name: str, state: str, error: str | None = None) -> ServeError:
-    detail = f"model {name!r} is {state}"
+    detail = f"model {shown(name)} is {state}"
     if error:
         detail += f": {error}"
     return ServeError(503, "not_ready", detail, retry_after=1.0)
@@ -96,7 +107,7 @@ def conflict(detail: str) -> ServeError:
 
 
 def load_failed(name: str, reason: str) -> ServeError:
-    return ServeError(400, "load_failed", f"loading model {name!r} failed: {reason}")
+    return ServeError(400, "load_failed", f"loading model {shown(name)} failed: {reason}")
 
 
 def unauthorized(detail: str) -> ServeError:

@@ -1,7 +1,9 @@
 """Prometheus metrics, declared once here and recorded by the data plane, batcher and transports.
 
-Label ``transport`` is ``rest`` or ``grpc``; ``model`` is the served model's name (empty when a request
-failed before it was routed to a model). Exposed on the REST app at ``GET /metrics`` (default registry).
+Label ``transport`` is ``rest`` or ``grpc``; ``model`` is the served model's name, or empty when a request
+was not routed to one: a name a caller sends becomes a label only through ``model_label``, which keeps
+the models of the repository and puts every other name in the one empty bucket (else each unknown name
+a client tries would add series for good). Exposed on the REST app at ``GET /metrics`` (default registry).
 """
 
 from __future__ import annotations
@@ -76,10 +78,14 @@ MODEL_LOADS = Counter(
 )
 
 
+#: the ``model`` label of requests not routed to a served model (unknown names, failures before routing)
+UNROUTED = ""
+
+
 def model_label(name: str | None, served: Collection[str]) -> str:
-    """The ``model`` label for a request naming ``name``: itself when it is served, else ``""`` (a call
-    naming an unknown model adds no series)."""
-    return name if name and name in served else ""
+    """The ``model`` label for a name a caller sent: itself when the repository serves it, else
+    ``UNROUTED`` (the one place request labels are bounded: a call naming an unknown model adds no series)."""
+    return name if name and name in served else UNROUTED
 
 
 def observe_request(transport: str, endpoint: str, status: int, seconds: float, model: str = "") -> None:

@@ -4,7 +4,12 @@ Every model has one entry. A load (first or reload) builds a new ``ModelRuntime`
 warms it up **beside** the serving one; only then is it switched in (one assignment: requests that
 arrive after it get the new version, those already holding a lease on the old one finish there) and the
 old one is drained and closed in the background. A load that fails leaves the serving version in place
-and records the error in the model's status. Loads of different models run concurrently.
+and records the error in the model's status (in words, without paths: ``server.failures``). Loads of
+different models run concurrently; ``stop_loading`` (SIGTERM) cancels those in progress.
+
+The server is ready when it can serve what it served: its start-up loads have finished and a model
+serves. A model that failed (a corrupt file in the repository, a failed load of a new name) shows as
+``failed`` in its status and its own readiness, but does not take the server out of a load balancer.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server import errors
+from server import errors, failures
 from server.metrics import MODEL_LOADS, MODEL_READY
 from server.runtime import ModelRuntime, graph_name, resolve
 from server.schemas import ModelStatus, State
@@ -31,6 +36,7 @@ class _Entry:
     name: str
     source: str
     from_repository: bool = False
+    initial: bool = False  # configured at start-up: readiness waits for its first load
     named: bool = True  # False: a bare --model SOURCE, renamed after its graph's name on its first load
     state: State = "loading"
     current: ModelRuntime | None = None
@@ -52,9 +58,14 @@ def _signature(source: str) -> tuple[tuple[str, int, int], ...]:
     return tuple(out)
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def _serves(entry: _Entry) -> bool:
+    return entry.current is not None and entry.state == "ready"
+
+
+def _cancelling() -> bool:
+    """Whether the running task itself is being cancelled (not only something it awaits)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _consume(task: asyncio.Task[None]) -> None:
@@ -81,6 +92,9 @@ class ModelRepository:
                     self._add(name, source, from_repository=True)
         if not self._entries:
             raise ValueError(f"no models: {settings.model_repository} holds none and no --model is given")
+        for entry in self._entries.values():
+            entry.initial = True
+        self.stopping = False  # set by ``stop_loading``: no load begins after it
         self.default = next(iter(self._entries))
 
     def _add(self, name: str, source: str, from_repository: bool = False) -> _Entry:
@@ -128,11 +142,17 @@ class ModelRepository:
         return [self.status(name) for name in self._entries]
 
     def is_ready(self, name: str | None = None) -> bool:
-        """``name`` serves; None: every model serves (the server's readiness)."""
+        """``name`` serves; None: the server's readiness (see the module doc)."""
         if name is not None:
             entry = self._entries.get(name)
-            return entry is not None and entry.current is not None and entry.state == "ready"
-        return all(e.current is not None and e.state == "ready" for e in self._entries.values())
+            return entry is not None and _serves(entry)
+        return any(_serves(e) for e in self._entries.values()) and not self.starting()
+
+    def starting(self) -> list[str]:
+        """The models configured at start-up whose first load has not finished."""
+        return [
+            e.name for e in self._entries.values() if e.initial and e.current is None and e.state == "loading"
+        ]
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -144,6 +164,8 @@ class ModelRepository:
             self._poller = asyncio.create_task(self._poll(), name="repository-poll")
 
     def _begin_load(self, entry: _Entry, source: str) -> asyncio.Task[None]:
+        if self.stopping:
+            raise errors.shutting_down()
         if entry.task is not None:
             raise errors.conflict(f"model {entry.name!r} is already being loaded")
         entry.cancel = threading.Event()
@@ -162,12 +184,12 @@ class ModelRepository:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            entry.error = _reason(exc)
+            entry.error = failures.reason(exc)
             if entry.current is None:
                 entry.state = "failed"
             MODEL_LOADS.labels(entry.name, "failed").inc()
             expected = isinstance(exc, RuntimeError | OSError | ValueError)
-            log.error("%s: load failed: %s", entry.name, entry.error, exc_info=None if expected else exc)
+            log.error("%s: load failed: %s", entry.name, exc, exc_info=None if expected else exc)
             log.debug("%s: load traceback", entry.name, exc_info=exc)
             raise
         finally:
@@ -205,18 +227,32 @@ class ModelRepository:
         task.add_done_callback(self._retiring.discard)
 
     async def load(self, name: str, source: str | None = None, wait: bool = True) -> ModelStatus:
-        """Load a new model, or reload ``name`` (from ``source``, else its current source)."""
-        check = check_name(name) if name not in self._entries else name
-        entry = self._entries.get(check) or self._add(check, source or "")
-        if not (source or entry.source):
-            del self._entries[check]
-            raise errors.invalid_argument(f"model {name!r} is new: give its source")
+        """Load a new model, or reload ``name`` (from ``source``, else its current source).
+        400: an invalid name, no source for a new one, or a failed load; 503: the server is stopping."""
+        if self.stopping:
+            raise errors.shutting_down()
+        if name not in self._entries and not NAME_PATTERN.match(name):
+            raise errors.invalid_argument(
+                f"invalid model name {errors.shown(name)}: "
+                "use letters, digits, '.', '_' and '-' (at most 128)"
+            )
+        if name not in self._entries and not source:
+            raise errors.invalid_argument(f"model {errors.shown(name)} is new: give its source")
+        entry = self._entries.get(name) or self._add(name, source or "")
         task = self._begin_load(entry, source or entry.source)
         if wait:
             try:
                 await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.cancelled() and not _cancelling():  # the load was cancelled, not this request
+                    raise errors.ServeError(
+                        503,
+                        "shutting_down",
+                        f"the load of {errors.shown(name)} was cancelled: the server is stopping",
+                    ) from None
+                raise
             except Exception as exc:
-                raise errors.load_failed(name, _reason(exc)) from None
+                raise errors.load_failed(name, failures.reason(exc)) from None
         return self.status(name)
 
     async def unload(self, name: str) -> ModelStatus:
@@ -264,14 +300,15 @@ class ModelRepository:
             try:
                 changes = await self.rescan()
             except Exception as exc:  # the repository may be briefly unreadable
-                log.warning("repository rescan failed: %s", _reason(exc))
+                log.warning("repository rescan failed: %s", exc)
                 continue
             if any(changes.values()):
                 log.info("repository rescan: %s", changes)
 
-    async def close(self) -> None:
-        """Cancel loads, let every serving version finish its requests, close everything."""
-        self._closed = True
+    def stop_loading(self) -> list[asyncio.Task[None]]:
+        """Begin no more loads and cancel those in progress (an export subprocess is terminated): the
+        drain of a SIGTERM must not wait for them. The cancelled loads (await them to be sure they ended)."""
+        self.stopping = True
         if self._poller is not None:
             self._poller.cancel()
         loads = [e.task for e in self._entries.values() if e.task is not None]
@@ -279,7 +316,12 @@ class ModelRepository:
             entry.cancel.set()
         for task in loads:
             task.cancel()
-        await asyncio.gather(*loads, return_exceptions=True)
+        return loads
+
+    async def close(self) -> None:
+        """Cancel loads, let every serving version finish its requests, close everything."""
+        self._closed = True
+        await asyncio.gather(*self.stop_loading(), return_exceptions=True)
         timeout = self.settings.graceful_timeout_s
         current = [e.current.drain(timeout) for e in self._entries.values() if e.current is not None]
         await asyncio.gather(*current, *self._retiring, return_exceptions=True)

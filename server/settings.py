@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     admin_token_file: Path | None = Field(None, description="read the admin token from this file")
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="where exported graphs live")
     export_args: str = Field("", description="extra arguments for segformer-export when exporting")
+    max_model_bytes: int = Field(
+        512 * MiB, gt=0, description="largest .onnx a load opens (larger: the load fails)"
+    )
     # network
     host: str = Field("0.0.0.0", description="REST (and gRPC) bind address")
     port: int = Field(8000, ge=0, le=65535, description="REST port")

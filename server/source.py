@@ -20,10 +20,9 @@ import threading
 import time
 from pathlib import Path
 
-import onnx
-
-from contract.foreign import is_contract, wrap_foreign_file
-from server.settings import Settings
+from contract.foreign import wrap_foreign_file
+from contract.metadata import PREFIX, read_metadata
+from server.settings import MiB, Settings
 
 log = logging.getLogger("segformer.source")
 CACHE_VERSION = "1"
@@ -109,6 +108,8 @@ def export_to_cache(
 
     Setting ``cancel`` terminates the export (a SIGTERM during start-up must not wait for it).
     """
+    if source.startswith("-"):  # an option to segformer-export, not a source
+        raise ValueError(f"model source {source!r} is not a file, folder, hub id or random:bN")
     out = cache_dir / f"{_slug(source)}-{cache_key(source, export_args)}.onnx"
     if out.is_file():
         log.info("using cached export %s", out)
@@ -151,17 +152,31 @@ def export_to_cache(
     return out
 
 
+def check_size(path: Path, limit: int) -> None:
+    """ValueError when the graph at ``path`` is larger than ``limit`` bytes (``--max-model-bytes``):
+    checked before anything reads it (the wrapper, ONNX Runtime and OpenVINO read a graph whole)."""
+    size = path.stat().st_size
+    if size > limit:
+        raise ValueError(
+            f"{path.name} has {size / MiB:.0f} MiB, "
+            f"above the limit of {limit / MiB:.0f} MiB (--max-model-bytes)"
+        )
+
+
 def resolve_model(source: str, settings: Settings, cancel: threading.Event | None = None) -> Path:
     """The contract ``.onnx`` to serve for ``source`` (wrapping or exporting into the cache)."""
     path = Path(source)
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
             raise FileNotFoundError(f"{source}: no such file")
-        if is_contract(onnx.load(str(path), load_external_data=False)):
+        check_size(path, settings.max_model_bytes)
+        if PREFIX + "format" in read_metadata(path):  # read without the graph (contract.metadata)
             return path
         out = settings.cache_dir / f"{_slug(source)}-foreign-{cache_key(source, '')}.onnx"
         if not out.is_file():
             log.info("%s is a foreign SegFormer graph: wrapping it into the serving contract", source)
             wrap_foreign_file(path, out)
         return out
-    return export_to_cache(source, settings.cache_dir, settings.export_args, cancel)
+    out = export_to_cache(source, settings.cache_dir, settings.export_args, cancel)
+    check_size(out, settings.max_model_bytes)
+    return out

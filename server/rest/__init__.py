@@ -90,7 +90,8 @@ class RequestMetrics:
         finally:
             route: Any = scope.get("route")
             endpoint = getattr(route, "path", "unmatched")
-            model = scope.get("state", {}).get("model", "")  # set by a route once it knows the model
+            asked = scope.get("state", {}).get("model", "")  # set by a route once it knows the model
+            model = metrics.model_label(asked, scope["app"].state.dataplane.repository.names())
             metrics.observe_request(TRANSPORT, endpoint, status, time.perf_counter() - start, model)
 
 

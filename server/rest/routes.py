@@ -203,13 +203,16 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": ErrorBody}})
 async def readyz(request: Request) -> Health:
-    """Readiness: every configured model serves (503 while any is loading or failed, and once stopping)."""
+    """Readiness: the server can serve what it served: its start-up loads have finished and a model
+    serves (503 while starting, when no model serves, and once stopping). A failed model does not count:
+    it shows in ``GET /v1/models`` and its own readiness."""
     plane = _dataplane(request)
     if plane.draining:
         raise errors.shutting_down()
     if not plane.is_ready():
-        waiting = [m.name for m in plane.list_models() if m.state != "ready"]
-        raise errors.ServeError(503, "not_ready", f"models not ready: {', '.join(waiting)}", retry_after=1.0)
+        starting = plane.repository.starting()
+        detail = f"models loading: {', '.join(starting)}" if starting else "no model serves"
+        raise errors.ServeError(503, "not_ready", detail, retry_after=1.0)
     return Health(status="ready")
 
 

@@ -9,6 +9,7 @@ the ``ServeError``'s HTTP status (and ``Retry-After``): ``V2Route`` renders them
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -27,6 +28,7 @@ from server.v2 import models
 from server.v2.service import V2Service
 
 TRANSPORT = "rest"
+log = logging.getLogger("segformer.rest")
 
 
 def v2_error(exc: ServeError) -> JSONResponse:
@@ -49,6 +51,9 @@ class V2Route(APIRoute):
             except RequestValidationError as exc:
                 detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
                 return v2_error(errors.invalid_argument(detail))
+            except Exception:  # answered here, so the connection stays usable (no re-raise to uvicorn)
+                log.exception("unhandled error on %s", request.url.path)
+                return v2_error(errors.internal("an unexpected server error (logged on the server)"))
 
         return handle
 
@@ -92,7 +97,7 @@ async def model_metadata(request: Request, model_name: str, model_version: str =
 async def model_ready(request: Request, model_name: str, model_version: str = "") -> dict[str, Any]:
     """200 when the model is ready, 400 when not (404 when unknown)."""
     if not _service(request).model_ready(model_name, model_version):
-        raise ServeError(400, "not_ready", f"model {model_name!r} is not ready")
+        raise ServeError(400, "not_ready", f"model {errors.shown(model_name)} is not ready")
     return {"name": model_name, "ready": True}
 
 

@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 
 from server import errors
+from server.errors import shown
 from server.v2.service import InferResult
 from server.v2.tensors import BYTES, InferRequest, InputTensor, RequestedOutput
 
 HEADER = "Inference-Header-Content-Length"
+MAX_NESTING = 8  # a tensor of rank 4 ([N, H, W, 3]) nests 4 deep
 
 
 def _json(data: bytes) -> dict[str, Any]:
@@ -29,6 +31,8 @@ def _json(data: bytes) -> dict[str, Any]:
         body = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise errors.invalid_argument(f"the request's JSON is malformed: {exc}") from None
+    except RecursionError:
+        raise errors.invalid_argument("the request's JSON is nested too deeply") from None
     if not isinstance(body, dict):
         raise errors.invalid_argument("the request's JSON is an object")
     return body
@@ -46,19 +50,47 @@ def _header_length(value: str | None, size: int) -> int | None:
     return length
 
 
-def _flatten(data: Any) -> list[Any]:
-    if not isinstance(data, list):
-        return [data]
-    return [x for item in data for x in _flatten(item)]
+def _flatten(data: Any, name: str) -> list[Any]:
+    """The elements of a JSON tensor's ``data``, flat or nested (row-major) at most ``MAX_NESTING`` deep."""
+    flat: list[Any] = []
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, list):
+            flat.append(item)
+        elif depth >= MAX_NESTING:
+            raise errors.invalid_argument(
+                f"input {shown(name)}: 'data' is nested deeper than {MAX_NESTING} lists"
+            )
+        else:
+            stack.extend((x, depth + 1) for x in reversed(item))
+    return flat
+
+
+def _uint8(values: list[Any], name: str) -> np.ndarray:
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in values):
+        raise errors.invalid_argument(f"input {shown(name)}: UINT8 'data' holds integers 0..255")
+    return np.asarray(values, dtype=np.uint8)
 
 
 def _b64(item: Any, name: str) -> bytes:
     if not isinstance(item, str):
-        raise errors.invalid_argument(f"input {name!r}: JSON BYTES elements are base64 strings")
+        raise errors.invalid_argument(f"input {shown(name)}: JSON BYTES elements are base64 strings")
     try:
         return base64.b64decode(item, validate=True)
     except (binascii.Error, ValueError):
-        raise errors.invalid_argument(f"input {name!r}: JSON BYTES elements are base64 strings") from None
+        raise errors.invalid_argument(
+            f"input {shown(name)}: JSON BYTES elements are base64 strings"
+        ) from None
+
+
+def _parameters(item: dict[str, Any], what: str) -> dict[str, Any]:
+    parameters = item.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise errors.invalid_argument(f"{what}: 'parameters' is an object")
+    return parameters
 
 
 def _input(item: Any, index: int, binary: memoryview, offset: int) -> tuple[InputTensor, int]:
@@ -68,26 +100,23 @@ def _input(item: Any, index: int, binary: memoryview, offset: int) -> tuple[Inpu
     if not isinstance(name, str) or not isinstance(datatype, str):
         raise errors.invalid_argument(f"inputs[{index}] needs a string 'name' and 'datatype'")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
-        raise errors.invalid_argument(f"input {name!r}: 'shape' is a list of integers")
+        raise errors.invalid_argument(f"input {shown(name)}: 'shape' is a list of integers")
     tensor = InputTensor(name, datatype, shape)
-    parameters = item.get("parameters") or {}
-    size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+    size = _parameters(item, f"input {shown(name)}").get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(binary):
             raise errors.invalid_argument(
-                f"input {name!r}: binary_data_size {size!r} but {len(binary) - offset} binary bytes left"
+                f"input {shown(name)}: binary_data_size {size!r} but {len(binary) - offset} binary bytes left"
             )
         tensor.raw = bytes(binary[offset : offset + size])
         return tensor, offset + size
     if "data" not in item:
-        raise errors.invalid_argument(f"input {name!r} has neither 'data' nor binary_data_size")
-    values = _flatten(item["data"])
+        raise errors.invalid_argument(f"input {shown(name)} has neither 'data' nor binary_data_size")
+    values = _flatten(item["data"], name)
     if datatype == BYTES:
         tensor.elements = [_b64(v, name) for v in values]
     elif datatype == "UINT8":
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            raise errors.invalid_argument(f"input {name!r}: {datatype} 'data' holds integers")
-        tensor.array = np.asarray(values, dtype=np.int64)
+        tensor.array = _uint8(values, name)
     return tensor, offset
 
 
@@ -102,7 +131,10 @@ def parse_infer(body: bytes, header_length: str | None, model: str, version: str
         raise errors.invalid_argument("the request has no 'inputs'")
     if not isinstance(outputs, list) or not isinstance(parameters, dict):
         raise errors.invalid_argument("'outputs' is a list and 'parameters' an object")
-    request = InferRequest(model, version, str(head.get("id") or ""), parameters=parameters)
+    request_id = head.get("id") or ""
+    if not isinstance(request_id, str):
+        raise errors.invalid_argument("the request's 'id' is a string")
+    request = InferRequest(model, version, request_id, parameters=parameters)
     offset = 0
     for index, item in enumerate(inputs):
         tensor, offset = _input(item, index, binary, offset)
@@ -115,7 +147,7 @@ def parse_infer(body: bytes, header_length: str | None, model: str, version: str
     for item in outputs:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise errors.invalid_argument("each of 'outputs' is an object with a 'name'")
-        flag = (item.get("parameters") or {}).get("binary_data")
+        flag = _parameters(item, f"output {shown(item['name'])}").get("binary_data")
         request.outputs.append(RequestedOutput(item["name"], None if flag is None else bool(flag)))
     return request
 

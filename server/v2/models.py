@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.errors import ServeError
+from server.errors import ServeError, shown
 
 
 def version_not_found(name: str, version: str, served: int) -> ServeError:
     return ServeError(
-        404, "model_version_not_found", f"model {name!r} has no version {version!r} (serving: {served})"
+        404,
+        "model_version_not_found",
+        f"model {shown(name)} has no version {shown(version)} (serving: {served})",
     )
 
 

@@ -8,6 +8,7 @@ the Triton model configuration are plain dicts: REST answers them as JSON, gRPC 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -119,6 +120,11 @@ class V2Service:
         start = time.monotonic()
         name, served = models.resolve(self.plane, request.model, request.version)
         images = tensors.images(request.inputs)
+        if len(images) > self.settings.max_queue_size:  # could never be admitted at once: not a 503
+            raise errors.invalid_argument(
+                f"the request has {len(images)} elements; at most {self.settings.max_queue_size} "
+                "(--max-queue-size) are taken in one request"
+            )
         requested = tensors.check_outputs(request.outputs)
         deadline = _deadline(request.parameters, deadline, start)
         mode = request.parameters.get("mode")
@@ -142,7 +148,7 @@ def _deadline(parameters: dict[str, Any], deadline: float | None, now: float) ->
     timeout = parameters.get("timeout")
     if timeout is None:
         return deadline
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf:
         raise errors.invalid_argument(
             f"parameter 'timeout' is a positive number of microseconds, got {timeout!r}"
         )

@@ -9,6 +9,7 @@ image). Every mistake is a ``ServeError`` 400 naming the tensor.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from server import errors, imaging
+from server.errors import shown
 
 BYTES = "BYTES"
 INPUTS: dict[str, tuple[str, list[int]]] = {"image": (BYTES, [-1]), "pixels": ("UINT8", [-1, -1, -1, 3])}
@@ -24,6 +26,7 @@ OUTPUTS: dict[str, tuple[str, list[int]]] = {
     "mask_png": (BYTES, [-1]),
     "classes": (BYTES, [-1]),
 }
+MAX_RANK = 8
 MASK_DATATYPES = {np.dtype(np.uint8): "UINT8", np.dtype(np.uint16): "UINT16"}
 _LENGTH = struct.Struct("<I")
 
@@ -72,12 +75,15 @@ def split_bytes(raw: bytes, name: str) -> list[bytes]:
     items, offset = [], 0
     while offset < len(raw):
         if offset + 4 > len(raw):
-            raise errors.invalid_argument(f"input {name!r}: truncated BYTES element length at byte {offset}")
+            raise errors.invalid_argument(
+                f"input {shown(name)}: truncated BYTES element length at byte {offset}"
+            )
         (size,) = _LENGTH.unpack_from(raw, offset)
         offset += 4
         if offset + size > len(raw):
             raise errors.invalid_argument(
-                f"input {name!r}: BYTES element {len(items)} claims {size} bytes, {len(raw) - offset} left"
+                f"input {shown(name)}: BYTES element {len(items)} claims {size} bytes, "
+                f"{len(raw) - offset} left"
             )
         items.append(raw[offset : offset + size])
         offset += size
@@ -89,7 +95,8 @@ def join_bytes(items: list[bytes]) -> bytes:
 
 
 def _count(shape: list[int]) -> int:
-    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+    """The elements of ``shape``, exactly (Python integers: a product beyond 64 bits is not wrapped)."""
+    return math.prod(shape)
 
 
 def images(inputs: list[InputTensor]) -> list[bytes] | np.ndarray:
@@ -97,17 +104,23 @@ def images(inputs: list[InputTensor]) -> list[bytes] | np.ndarray:
     names = [t.name for t in inputs]
     unknown = sorted(set(names) - INPUTS.keys())
     if unknown:
-        raise errors.invalid_argument(f"unknown input {unknown[0]!r}; the inputs are 'image' or 'pixels'")
+        raise errors.invalid_argument(
+            f"unknown input {shown(unknown[0])}; the inputs are 'image' or 'pixels'"
+        )
     if len(names) != 1:
         raise errors.invalid_argument(
             "send exactly one input: 'image' (BYTES [N], encoded images) or 'pixels' (UINT8 [N,H,W,3])"
-            + (f"; got {names}" if names else "")
+            + (f"; got {', '.join(shown(n) for n in names[:4])}" if names else "")
         )
     tensor = inputs[0]
     datatype, _ = INPUTS[tensor.name]
     if tensor.datatype != datatype:
         raise errors.invalid_argument(
             f"input {tensor.name!r} has datatype {datatype}, got {tensor.datatype or '(none)'}"
+        )
+    if len(tensor.shape) > MAX_RANK:
+        raise errors.invalid_argument(
+            f"input {tensor.name!r} has {len(tensor.shape)} dimensions; its shape is {INPUTS[tensor.name][1]}"
         )
     shape = [int(d) for d in tensor.shape]
     if any(d < 0 for d in shape):
@@ -121,6 +134,9 @@ def _image_elements(tensor: InputTensor, shape: list[int]) -> list[bytes]:
     items = tensor.elements if tensor.elements is not None else split_bytes(tensor.raw or b"", "image")
     if len(items) != shape[0]:
         raise errors.invalid_argument(f"input 'image' has shape {shape} but {len(items)} element(s)")
+    empty = next((i for i, item in enumerate(items) if not item), None)
+    if empty is not None:
+        raise errors.invalid_argument(f"input 'image': element {empty} is empty (each is an encoded image)")
     return items
 
 
