@@ -215,6 +215,24 @@ def test_grpc_stream_gives_one_request_span_per_frame(
         assert {"decode", "preprocess", "queue", "mask", "encode"} <= set(_children(spans, frame))
 
 
+def test_grpc_v1_unary_call_continues_the_callers_trace(
+    traced: LiveServer, http_receiver: HttpReceiver
+) -> None:
+    header, trace_id, parent = traceparent()
+    request = pb.SegmentRequest(image=scene_png(40, 40, 7), mask_format=pb.MASK_FORMAT_RAW)
+    with grpc.insecure_channel(traced.grpc_address) as channel:
+        answer = pb_grpc.SegmentationServiceStub(channel).Segment(request, metadata=[("traceparent", header)])
+    assert answer.model == MODEL
+    http_receiver.wait_for(lambda s: any(x.trace_id == trace_id and x.kind == SERVER for x in s))
+    spans = http_receiver.in_trace(trace_id)
+    (call,) = by_name(spans, "segformer.v1.SegmentationService/Segment")
+    assert call.parent_id == parent and call.attributes["rpc.method"] == "Segment"
+    assert call.attributes["segformer.status"] == 200 and call.attributes["segformer.model"] == MODEL
+    children = _children(spans, call)
+    assert {"decode", "preprocess", "queue", "mask", "encode"} <= set(children)
+    assert children["encode"].attributes["segformer.format"] == "MASK_FORMAT_RAW"
+
+
 def test_latency_exemplars_carry_a_sampled_trace_id(traced: LiveServer, http_receiver: HttpReceiver) -> None:
     header, trace_id, _ = traceparent()
     assert httpx.post(
