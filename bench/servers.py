@@ -75,7 +75,9 @@ class OurServer:
         stop_session(self.process, grace_s=40)
 
 
-def start_server(graph: Path, workdir: Path, threads: int, extra: list[str] | None = None) -> OurServer:
+def start_server(
+    graph: Path, workdir: Path, threads: int, extra: list[str] | None = None, root: Path = ROOT
+) -> OurServer:
     """``segformer-serve --model GRAPH`` on free loopback ports; returns once ``/readyz`` answers 200.
 
     The server runs with its default pool, which sizes itself from the cores it may use; a thread budget
@@ -94,7 +96,7 @@ def start_server(graph: Path, workdir: Path, threads: int, extra: list[str] | No
             cmd,
             stdout=sink,
             stderr=subprocess.STDOUT,
-            cwd=ROOT,
+            cwd=root,  # another source tree (bench.outputs' baseline) runs its own code
             start_new_session=True,
             preexec_fn=None if pin is None else lambda: os.sched_setaffinity(0, pin),
         )

@@ -143,6 +143,10 @@ class DataPlane:
             raise errors.body_too_large(s.max_body_bytes)
         mode = runtime.check_mode(request.mode)
         logs.MODEL.set(runtime.name)  # on the request's log lines (server/logs.py)
+        if request.keep_logits and mode == "slide":
+            raise errors.invalid_argument(
+                "confidence and probability need mode resize or native: slide keeps no logits per image"
+            )
         runtime.batcher.check_capacity(arriving=True)  # shed before decoding: a full queue costs no decode
         timings: dict[str, float] = {}
 
@@ -173,6 +177,7 @@ class DataPlane:
         try:
             if time.monotonic() >= deadline:
                 raise errors.deadline_exceeded("the deadline expired before inference")
+            logits = None
             if layout is not None:
                 mask = await self._slide(runtime, resized, layout, deadline, record)
             else:
@@ -188,6 +193,7 @@ class DataPlane:
         record("total", time.monotonic() - start)
         spec, palette = runtime.spec, runtime.palette
         result = SegmentResult(mask, width, height, spec, runtime.name, palette, timings, image)
+        result.logits = logits if request.keep_logits else None
         weakref.finalize(result, self.budget.release, reserved)  # held until the transport has sent it
         return result
 

@@ -38,13 +38,14 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
         self._bookkeeping = bookkeeping
         self._inflight = settings.stream_max_inflight
         self._default_timeout_s = settings.request_timeout_ms / 1000
+        self._overlay_alpha = settings.overlay_alpha
 
     async def _segment(
         self, request: pb.SegmentRequest, deadline: float | None, endpoint: str
     ) -> pb.SegmentResponse:
         """One image through the data plane; raises ``ServeError``."""
         mode = convert.mode(request.mode)
-        mask_format = convert.mask_format(request.mask_format)
+        want = convert.wanted(request, self._overlay_alpha)
         if deadline is not None and deadline <= time.monotonic():
             raise errors.deadline_exceeded()
         plane_request = SegmentRequest(
@@ -54,9 +55,10 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
             transport=TRANSPORT,
             endpoint=endpoint,
             model=request.model or None,
+            keep_logits=want.format is not None and want.format.needs_logits,
         )
         result = await self._dataplane.segment(plane_request)
-        return await asyncio.to_thread(convert.segment_response, request.frame_id, result, mask_format)
+        return await asyncio.to_thread(convert.segment_response, request.frame_id, result, want)
 
     async def Segment(
         self, request: pb.SegmentRequest, context: grpc.aio.ServicerContext
