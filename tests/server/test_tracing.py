@@ -91,7 +91,9 @@ def test_rest_request_continues_the_callers_trace(traced: LiveServer, http_recei
     assert request.service == "segformer-serve"
     children = _children(spans, request)
     assert {"decode", "preprocess", "queue", "mask", "encode"} <= set(children)
-    assert children["encode"].attributes["segformer.format"] == "json"
+    assert (
+        children["encode"].attributes["segformer.format"] == "json" == request.attributes["segformer.format"]
+    )
     for child in children.values():
         assert request.start_ns <= child.start_ns <= child.end_ns <= request.end_ns
     assert children["decode"].end_ns <= children["preprocess"].end_ns <= children["queue"].end_ns
@@ -230,7 +232,11 @@ def test_grpc_v1_unary_call_continues_the_callers_trace(
     assert call.attributes["segformer.status"] == 200 and call.attributes["segformer.model"] == MODEL
     children = _children(spans, call)
     assert {"decode", "preprocess", "queue", "mask", "encode"} <= set(children)
-    assert children["encode"].attributes["segformer.format"] == "MASK_FORMAT_RAW"
+    assert (
+        children["encode"].attributes["segformer.format"]
+        == "MASK_FORMAT_RAW"
+        == call.attributes["segformer.format"]
+    )
 
 
 def test_latency_exemplars_carry_a_sampled_trace_id(traced: LiveServer, http_receiver: HttpReceiver) -> None:
