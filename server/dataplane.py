@@ -67,18 +67,23 @@ def _size(image: Image.Image | np.ndarray) -> tuple[int, int]:
     return (image.shape[0], image.shape[1]) if isinstance(image, np.ndarray) else (image.height, image.width)
 
 
+def _draft(mode: Mode, s: Settings, runtime: ModelRuntime) -> tuple[int, int] | None:
+    """The size a JPEG may be DCT-scaled down to (``--jpeg-draft``, resize mode only; native and slide
+    use every pixel), or None: a full decode."""
+    return runtime.spec.inference_size if mode == "resize" and s.jpeg_draft else None
+
+
 def _prepare(
     peeked: Image.Image | np.ndarray, mode: Mode, s: Settings, runtime: ModelRuntime
 ) -> tuple[Image.Image | np.ndarray, np.ndarray, float]:
     """Decode and resize in one worker-thread hop: (image, model input, when decoding ended)."""
-    image = peeked if isinstance(peeked, np.ndarray) else imaging.load_rgb(peeked)
+    size = runtime.spec.inference_size
+    image = peeked if isinstance(peeked, np.ndarray) else imaging.load_rgb(peeked, _draft(mode, s, runtime))
     decoded_at = time.monotonic()
     height, width = _size(image)
     if mode == "slide":  # the windows are cut from the image at its own resolution
         return image, np.asarray(image, dtype=np.uint8), decoded_at
-    if mode == "resize":
-        size = runtime.spec.inference_size
-    else:
+    if mode == "native":
         size = imaging.native_size(height, width, s.native_max_side)
     return image, imaging.resize_bilinear(image, size), decoded_at
 
@@ -161,7 +166,9 @@ class DataPlane:
             peeked = _peek(request, s) if decoded else await asyncio.to_thread(_peek, request, s)
             height, width = _size(peeked)
             tracing.annotate(_attributes(runtime, mode, width, height))
-            cost = self.budget.cost(width, height)
+            draft = _draft(mode, s, runtime)
+            pixels = _size(peeked) if isinstance(peeked, np.ndarray) else imaging.decoded_size(peeked, draft)
+            cost = self.budget.cost(width, height, pixels, runtime.spec.mask_dtype.itemsize)
             layout = runtime.slide_plan(height, width) if mode == "slide" else None  # 413: too many windows
             if layout is not None:
                 cost += layout.logits_bytes(runtime.spec.num_labels) + slide.BAND_BYTES

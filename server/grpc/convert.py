@@ -6,6 +6,7 @@ REST renders a ``ServeError`` with its HTTP ``status``; gRPC maps that status he
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -189,6 +190,7 @@ def model_response(description: Any) -> pb.GetModelResponse:
         version=int(body.get("version", 0)),
         source_sha256=str(body.get("source_sha256", "")),
         details=details,
+        details_json=json.dumps(body),
     )
 
 

@@ -190,7 +190,7 @@ class ModelClass(_message.Message):
     def __init__(self, id: _Optional[int] = ..., label: _Optional[str] = ..., color: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GetModelResponse(_message.Message):
-    __slots__ = ("name", "variant", "num_labels", "classes", "inference_height", "inference_width", "mode", "mask_dtype", "providers", "version", "source_sha256", "details")
+    __slots__ = ("name", "variant", "num_labels", "classes", "inference_height", "inference_width", "mode", "mask_dtype", "providers", "version", "source_sha256", "details", "details_json")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VARIANT_FIELD_NUMBER: _ClassVar[int]
     NUM_LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +203,7 @@ class GetModelResponse(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SOURCE_SHA256_FIELD_NUMBER: _ClassVar[int]
     DETAILS_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
     name: str
     variant: str
     num_labels: int
@@ -215,4 +216,5 @@ class GetModelResponse(_message.Message):
     version: int
     source_sha256: str
     details: _struct_pb2.Struct
-    def __init__(self, name: _Optional[str] = ..., variant: _Optional[str] = ..., num_labels: _Optional[int] = ..., classes: _Optional[_Iterable[_Union[ModelClass, _Mapping]]] = ..., inference_height: _Optional[int] = ..., inference_width: _Optional[int] = ..., mode: _Optional[str] = ..., mask_dtype: _Optional[str] = ..., providers: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., source_sha256: _Optional[str] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    details_json: str
+    def __init__(self, name: _Optional[str] = ..., variant: _Optional[str] = ..., num_labels: _Optional[int] = ..., classes: _Optional[_Iterable[_Union[ModelClass, _Mapping]]] = ..., inference_height: _Optional[int] = ..., inference_width: _Optional[int] = ..., mode: _Optional[str] = ..., mask_dtype: _Optional[str] = ..., providers: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., source_sha256: _Optional[str] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., details_json: _Optional[str] = ...) -> None: ...
