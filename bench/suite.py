@@ -338,7 +338,10 @@ def tracing_phase(plan: Plan, graph: Path) -> None:
         f"tracing (REST, c={result['concurrency']}, medians of {result['rounds']} alternating rounds): off "
         f"{off['images_per_s']:.2f} img/s p50 {off['p50_ms']:.1f} ms, on at 100 % sampling "
         f"{on['images_per_s']:.2f} img/s p50 {on['p50_ms']:.1f} ms "
-        f"(ratio {result['throughput_ratio_on_off']:.3f})"
+        f"(ratio {result['throughput_ratio_on_off']:.3f}; "
+        f"server CPU per image {result['cpu_ratio_on_off']:.3f}); "
+        f"the spans of one request in-process: {result['span_cost']['on_us']:.0f} µs CPU on, export included "
+        f"({result['span_cost']['off_us']:.0f} µs off)"
     )
 
 

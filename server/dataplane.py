@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from server import errors, imaging, slide, tracing
+from server import errors, imaging, logs, slide, tracing
 from server.memory import MemoryBudget, MiB
 from server.metrics import IN_FLIGHT, SLIDE_WINDOWS, observe_stage
 from server.repository import ModelRepository
@@ -149,6 +149,7 @@ class DataPlane:
         if request.image is not None and len(request.image) > s.max_body_bytes:  # the REST body limit
             raise errors.body_too_large(s.max_body_bytes)
         mode = runtime.check_mode(request.mode)
+        logs.MODEL.set(runtime.name)  # on the request's log lines (server/logs.py)
         if request.keep_logits and mode == "slide":
             raise errors.invalid_argument(
                 "confidence and probability need mode resize or native: slide keeps no logits per image"
