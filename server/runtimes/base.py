@@ -33,8 +33,6 @@ from server.settings import Settings
 log = logging.getLogger("segformer.runtimes")
 Runtime = Literal["onnxruntime", "openvino"]
 Precision = Literal["fp32", "bf16", "fp16", "mixed"]
-RUNTIMES: tuple[str, ...] = ("auto", "onnxruntime", "openvino")
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "mixed", "bf16", "fp16")
 #: what the reduced precisions measured on real photos (docs/openvino.md, "Precisions measured")
 MEASURED = {
     "bf16": "~2.1x ONNX Runtime, 99.52-99.93 % of pixels as the reference on real photos",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from server.runtimes.base import choose
@@ -65,3 +68,13 @@ def test_impossible_requests_are_refused(settings: Settings, openvino: bool, mes
     for reduced in ("bf16", "mixed"):  # no emulated bf16 on a CPU without it
         with pytest.raises(ValueError, match="AMX-BF16"):
             choose(Settings(runtime="openvino", precision=reduced), OLD, True, False)
+
+
+def test_the_batcher_and_the_interface_import_no_runtime() -> None:
+    """A runtime is imported only when a pool of it is built (``build_pool``)."""
+    code = (
+        "import sys, server.runtimes.batcher, server.runtimes.base; "
+        "print(sorted({'onnxruntime', 'openvino'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
