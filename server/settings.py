@@ -121,8 +121,8 @@ class RuntimeSettings(BaseModel):
     openvino_static_shapes: int = Field(
         4,
         ge=0,
-        description="OpenVINO: input shapes ([batch, height, width]) that get their own static-shape "
-        "compilation (about twice as fast as the dynamic one; ~0.4 s to compile and its own activation "
+        description="OpenVINO: image shapes (height x width, at most the inference size's pixels) that get "
+        "their own static-shape compilation (about twice as fast as the dynamic one; ~0.4 s to compile and its own activation "
         "memory each): the inference size at load, others in the background on their second request, "
         "least recently used dropped; 0 = dynamic shapes only",
     )

@@ -98,10 +98,12 @@ class OpenVinoPool(Lanes[int]):
         requests = plan.lanes if settings.max_batch_size > 1 else max(2, plan.lanes)
         serving = _parts(models, self.precision)
         del models
-        self.shapes = ShapeCache(
-            lambda shape: Chain(serving, shape, self._compiler(plan.lanes, threads), requests), capacity
-        )
         height, width = self.spec.inference_size
+        self.shapes = ShapeCache(
+            lambda shape: Chain(serving, shape, self._compiler(plan.lanes, threads), requests),
+            capacity,
+            max_pixels=height * width,
+        )
         compiled_in = self.shapes.try_add((1, height, width, 3))
         super().__init__(list(range(requests)), None, thread_prefix="openvino", streams=plan.lanes)
         self._prime()

@@ -18,6 +18,10 @@ So the pool keeps both:
   starts at most every ``EVICT_EVERY_S`` seconds, so more recurring shapes than places cannot keep the
   cores compiling (a shape waiting for its turn is served dynamically). 0 turns static compilations
   off. A static compilation that fails (at load or later) leaves that shape on the dynamic one.
+- only image shapes of at most the inference size's pixels get one (``max_pixels``), so the static
+  compilations hold at most ``capacity`` inference-size images' activations: over 800 native-mode sizes
+  RSS ended 1.11x its value after the first 100 (1.27x when large sizes were compiled too;
+  docs/benchmarks/OVSOAK.md). A larger native image runs on the dynamic compilation.
 
 Static compilations are for one image (``[1, H, W, 3]``): a batch of N runs image by image on the
 compilation of its image shape. So batch sizes never multiply the shapes (under a batching soak every
@@ -89,8 +93,17 @@ class Chain:
 class ShapeCache:
     """``run(lane, images)`` on the static chain for the images' shape when compiled, else the dynamic one."""
 
-    def __init__(self, build: Callable[[Shape | None], Chain], capacity: int, hot_after: int = 2) -> None:
+    def __init__(
+        self,
+        build: Callable[[Shape | None], Chain],
+        capacity: int,
+        hot_after: int = 2,
+        max_pixels: int | None = None,
+    ) -> None:
+        """``max_pixels``: larger image shapes stay on the dynamic compilation (each static one holds its
+        shape's activations: ``capacity`` of them at most ``capacity`` inference-size images' worth)."""
         self._build, self.capacity, self.hot_after = build, capacity, hot_after
+        self.max_pixels = max_pixels
         self.dynamic = build(None)
         self._static: OrderedDict[Shape, Chain] = OrderedDict()
         self._seen: Counter[Shape] = Counter()
@@ -138,7 +151,8 @@ class ShapeCache:
             if static is not None:
                 self._static.move_to_end(shape)
                 return static
-            if self.capacity and shape not in self._compiling and shape not in self._failed:
+            small = self.max_pixels is None or shape[1] * shape[2] <= self.max_pixels
+            if self.capacity and small and shape not in self._compiling and shape not in self._failed:
                 if len(self._seen) >= MAX_COUNTED:
                     self._seen.clear()
                 self._seen[shape] += 1

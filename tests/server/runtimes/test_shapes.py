@@ -110,3 +110,16 @@ def test_a_batch_runs_image_by_image_on_one_static_compilation(random_b0_onnx: P
         assert pool.shapes.shapes == [INFERENCE]
     finally:
         pool.close()
+
+
+def test_shapes_larger_than_the_inference_size_stay_dynamic(random_b0_onnx: Path) -> None:
+    """Static compilations hold their shape's activations: at most the inference size's pixels each."""
+    pool = OpenVinoPool(random_b0_onnx, Settings(), "fp32", cores=2)
+    try:
+        large = (1, 640, 512, 3)
+        for _ in range(3):
+            assert pool.shapes.chain(large) is pool.shapes.dynamic
+        time.sleep(0.5)
+        assert pool.shapes.shapes == [INFERENCE]
+    finally:
+        pool.close()
