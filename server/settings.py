@@ -123,8 +123,8 @@ class RuntimeSettings(BaseModel):
         ge=0,
         description="OpenVINO: image shapes (height x width, at most the inference size's pixels) that get "
         "their own static-shape compilation (about twice as fast as the dynamic one; ~0.4 s to compile "
-        "and its own activation memory each): the inference size at load, others in the background on their second request, "
-        "least recently used dropped; 0 = dynamic shapes only",
+        "and its own activation memory each): the inference size at load, others in the background on "
+        "their second request, least recently used dropped; 0 = dynamic shapes only",
     )
     cudnn_conv_algo_search: Literal["HEURISTIC", "EXHAUSTIVE", "DEFAULT"] = Field(
         "HEURISTIC", description="CUDA EP cuDNN convolution algorithm search"
