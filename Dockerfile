@@ -42,7 +42,7 @@ COPY pyproject.toml README.md ./
 RUN --mount=type=cache,target=/root/.cache/pip \
     python3 -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
 extras = p["optional-dependencies"]; \
-print("\n".join(p["dependencies"] + [d for e in sys.argv[1].split(",") for d in extras[e]]))' "${ORT_EXTRA}" > /tmp/requirements.txt \
+print("\n".join(p["dependencies"] + [d for e in sys.argv[1].split(",") for d in extras[e]]))' "${ORT_EXTRA},tracing" > /tmp/requirements.txt \
     && /opt/venv/bin/pip install -r /tmp/requirements.txt \
     && ov="$(/opt/venv/bin/python -c 'import importlib.util as u; s = u.find_spec("openvino"); print(s.submodule_search_locations[0] if s else "")')" \
     && if [ -n "$ov" ]; then \

@@ -17,7 +17,7 @@ PERF_ANALYZER := .cache/perf_analyzer/pkg/perf_analyzer/bin/perf_analyzer
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[$(ORT_EXTRA),export,test,dev,bench,client]"
+	$(PY) -m pip install -q -e ".[$(ORT_EXTRA),tracing,export,test,dev,bench,client]"
 	touch $@
 
 # Installs, exports the default model once into the cache, serves REST on :8000 and gRPC on :50051.

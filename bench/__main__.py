@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     context = _context(args, plan)
     run(plan)
     context["notes"], context["duel"], context["mixed"] = plan.notes, plan.duel, plan.mixed
+    context["video"] = plan.video
     computed = ratios.compute(plan.results, plan.duel)
     print(rep.console(plan.results, computed), flush=True)
     written = plots.write_all(plan.results, args.out)

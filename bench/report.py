@@ -168,10 +168,34 @@ def markdown(
             f"then sequential REST requests, same photos): p50 per round, served vs raw, in ms: {rounds}.",
         ]
     lines += _mixed_section(context.get("mixed"))
+    lines += video_section(context.get("video"))
     notes = context.get("notes") or []
     if notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
     return "\n".join(lines) + "\n"
+
+
+def video_section(video: dict[str, Any] | None) -> list[str]:
+    """``bench/video.py``: 1080p frames, gRPC streams (``segformer-client``'s pipeline) vs REST one by one."""
+    if not video or not video.get("rows"):
+        return []
+    width, height = video["size"]
+    lines = [
+        "",
+        f"## Video frames ({width}×{height})",
+        "",
+        f"{video['frames']} PNG frames of the photos (`bench/video.py`), the same bytes for every row, one "
+        "server (ONNX Runtime, defaults); streams through `client.pipeline` (4 frames in flight each), REST",
+        "rows `POST /v1/segment` one frame at a time per client. Latency: a frame's send to its answer.",
+        "",
+        "| system | clients | fps | p50 (ms) | p95 (ms) |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['system']} | {r['clients']} | {r['fps']:.2f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} |"
+        for r in video["rows"]
+    ]
+    return lines
 
 
 def _mixed_section(mixed: dict[str, Any] | None) -> list[str]:

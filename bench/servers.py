@@ -75,11 +75,14 @@ class OurServer:
         stop_session(self.process, grace_s=40)
 
 
-def start_server(graph: Path, workdir: Path, threads: int, extra: list[str] | None = None) -> OurServer:
+def start_server(
+    graph: Path, workdir: Path, threads: int, extra: list[str] | None = None, root: Path = ROOT
+) -> OurServer:
     """``segformer-serve --model GRAPH`` on free loopback ports; returns once ``/readyz`` answers 200.
 
     The server runs with its default pool, which sizes itself from the cores it may use; a thread budget
-    below the machine's cores is given to it as a CPU affinity of ``threads`` cores.
+    below the machine's cores is given to it as a CPU affinity of ``threads`` cores. ``root``: another
+    checkout's code (an A/B against an older commit), run with this environment's packages.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port, grpc_port = free_port(), free_port()
@@ -89,12 +92,14 @@ def start_server(graph: Path, workdir: Path, threads: int, extra: list[str] | No
     cores = sorted(os.sched_getaffinity(0))
     pin = None if threads >= len(cores) else cores[:threads]
     log = workdir / f"server-{graph.stem}.log"
+    env = {**os.environ, "PYTHONPATH": str(root)} if root != ROOT else None
     with log.open("wb") as sink:
         process = subprocess.Popen(
             cmd,
             stdout=sink,
             stderr=subprocess.STDOUT,
-            cwd=ROOT,
+            cwd=root,  # another source tree (an A/B baseline) runs its own code
+            env=env,
             start_new_session=True,
             preexec_fn=None if pin is None else lambda: os.sched_setaffinity(0, pin),
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -52,6 +53,8 @@ class Plan:
     duel: dict[str, Any] | None = None  # c=1 latency, server vs session.run interleaved (bench.duel)
     perf_analyzer: bool = True  # also measure with Triton's perf_analyzer over the v2 protocol
     mixed: dict[str, Any] | None = None  # bench.mixed: RSS over mixed-size requests, the batching soak
+    video: dict[str, Any] | None = None  # bench.video: 1080p frames, gRPC streams vs REST one by one
+    video_frames: int = 48
     out: Path = ROOT / "docs" / "benchmarks"  # report + plots
 
     def record(self, result: dict[str, Any]) -> None:
@@ -66,6 +69,7 @@ class Plan:
 
     def save(self) -> None:
         payload = {"results": self.results, "duel": self.duel, "notes": self.notes, "mixed": self.mixed}
+        payload["video"] = self.video
         write_json(self.work / "results.json", payload)
 
 
@@ -278,6 +282,68 @@ def mixed_phase(plan: Plan, graph: Path) -> None:
     _python("bench.native_memory", *args, *(f"--runtime={r}" for r in runtimes))
 
 
+def video_phase(plan: Plan, graph: Path) -> None:
+    """``bench.video``: 1080p frames through one gRPC stream and four (``client.pipeline``), beside the
+    same frames one by one over REST (one client and four)."""
+    args = ["--graph", str(graph), "--out", str(plan.out), "--work", str(plan.work)]
+    args += ["--threads", str(plan.threads), "--frames", str(plan.video_frames)]
+    _python("bench.video", *args, *map(str, plan.images))
+    plan.video = json.loads((plan.work / "raw" / "video.json").read_text())
+
+
+def _rate(rows: list[dict[str, Any]], server: str, images: str) -> float:
+    """Mean img/s of one server on one image set over the rounds."""
+    return statistics.fmean(r["images_per_s"] for r in rows if (r["server"], r["images"]) == (server, images))
+
+
+def phone_phase(plan: Plan, graph: Path) -> None:
+    """``bench.phone``: 12 Mpx photos beside their own size (a note; the analysis is PHONE.md)."""
+    args = [
+        "--graph",
+        str(graph),
+        "--out",
+        str(plan.out),
+        "--work",
+        str(plan.work),
+        "--threads",
+        str(plan.threads),
+    ]
+    _python("bench.phone", *args, *map(str, plan.images))
+    rows = json.loads((plan.work / "phone.json").read_text())["throughput"]
+
+    ours, draft = (
+        _rate(rows, s, "12 Mpx") / _rate(rows, s, "own size") for s in ("ours", "ours --jpeg-draft")
+    )
+    plan.notes.append(
+        f"phone-size photos (4 clients, REST and gRPC streams, mean of the rounds): 12 Mpx at {ours:.2f}x "
+        f"the img/s of the same scenes at their own size, {draft:.2f}x with --jpeg-draft (PHONE.md)"
+    )
+
+
+def tracing_phase(plan: Plan, graph: Path) -> None:
+    """``bench.tracing``: our server with tracing off and on at 100 % sampling, alternating (a note)."""
+    out = plan.work / "raw" / "tracing.json"
+    args = [
+        "--graph",
+        str(graph),
+        "--out",
+        str(out),
+        "--work",
+        str(plan.work),
+        "--threads",
+        str(plan.threads),
+    ]
+    _python("bench.tracing", *args, *map(str, plan.images))
+    result = json.loads(out.read_text())
+    off, on = result["summary"]["off"], result["summary"]["on"]
+    plan.notes.append(
+        f"tracing (REST, c={result['concurrency']}, medians of {result['rounds']} alternating rounds): off "
+        f"{off['images_per_s']:.2f} img/s p50 {off['p50_ms']:.1f} ms, on at 100 % sampling "
+        f"{on['images_per_s']:.2f} img/s p50 {on['p50_ms']:.1f} ms "
+        f"(ratio {result['throughput_ratio_on_off']:.3f})"
+    )
+
+
 def drift_note(plan: Plan) -> None:
     rows = {r["system"]: r for r in plan.results}
     first, last = rows.get("ort-mask"), rows.get("ort-mask-again")
@@ -323,6 +389,12 @@ def run(plan: Plan) -> Plan:
         serve_phase(plan, g["main"])
     with phase(plan, "mixed sizes"):
         mixed_phase(plan, g["main"])
+    with phase(plan, "video 1080p"):
+        video_phase(plan, g["main"])
+    with phase(plan, "tracing off vs on"):
+        tracing_phase(plan, g["main"])
+    with phase(plan, "phone-size photos"):
+        phone_phase(plan, g["main"])
     if plan.openvino:
         with phase(plan, "segformer-serve on OpenVINO"):
             serve_phase(plan, g["main"], runtime="openvino")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -21,11 +21,11 @@ from urllib.parse import quote, urlsplit
 
 import grpc
 import httpx
-from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from client.answers import details, from_proto, http_error, resumable, rpc_error
 from client.resume import ResumableFrames
-from client.types import ClassInfo, Segmentation, SegmentationError, content_type
+from client.types import ClassInfo, Output, Segmentation, SegmentationError, content_type
 from client.wire import has_field, segment_request
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
@@ -33,35 +33,10 @@ from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
 Image = bytes | str | Path
 MiB = 1024 * 1024
 RECONNECT_BACKOFF_S = 0.05  # before a stream's first reconnect; doubles while no frame is answered
-_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
 def _read(image: Image) -> bytes:
     return image if isinstance(image, bytes) else Path(image).read_bytes()
-
-
-def _from_proto(response: pb.SegmentResponse) -> Segmentation:
-    if response.HasField("status"):
-        status = response.status
-        code = _CODE_NAMES.get(status.code, str(status.code))
-        error = SegmentationError(code, status.error, status.message, frame_id=response.frame_id)
-        return Segmentation(frame_id=response.frame_id, error=error)
-    mask = response.mask
-    return Segmentation(
-        width=mask.width,
-        height=mask.height,
-        mask_data=mask.data,
-        mask_format="raw" if mask.format == pb.MASK_FORMAT_RAW else "png",
-        dtype="uint16" if mask.dtype == pb.MASK_DTYPE_UINT16 else "uint8",
-        classes=[ClassInfo(c.id, c.label, c.pixels, c.fraction) for c in response.classes],
-        timings=dict(response.timings),
-        frame_id=response.frame_id,
-    )
-
-
-def _rpc_error(exc: grpc.RpcError) -> SegmentationError:
-    trailers = dict(exc.trailing_metadata() or ())  # type: ignore[attr-defined]
-    return SegmentationError(exc.code().name, str(trailers.get("segformer-error", "")), exc.details() or "")  # type: ignore[attr-defined]
 
 
 class SegformerClient:
@@ -84,22 +59,29 @@ class SegformerClient:
             self._http = httpx.Client(base_url=f"{parts.scheme}://{parts.netloc}", timeout=timeout)
 
     def segment(
-        self, image: Image, *, mode: str | None = None, mask_format: str = "png", model: str | None = None
+        self,
+        image: Image,
+        *,
+        mode: str | None = None,
+        mask_format: str = "png",
+        model: str | None = None,
+        output: str | None = None,
     ) -> Segmentation:
         """Segment one image; raises ``SegmentationError`` when the server refuses it.
 
         ``model``: a served model's name (REST ``/v1/models/{model}/segment``, gRPC
-        ``SegmentRequest.model``); ``None``: the server's default model (``/v1/segment``).
+        ``SegmentRequest.model``); ``None``: the server's default model (``/v1/segment``). ``output``:
+        a format of the server's (``polygons``, ``rle``...; REST ``format=``): the answer in ``.output``.
         """
         data = _read(image)
         if self._channel is not None:
-            request = segment_request(data, 0, mode, mask_format, model)
+            request = segment_request(data, 0, mode, mask_format, model, output)
             try:
-                return _from_proto(self._stub.Segment(request, timeout=self.timeout))
+                return from_proto(self._stub.Segment(request, timeout=self.timeout))
             except grpc.RpcError as exc:
-                raise _rpc_error(exc) from None
+                raise rpc_error(exc) from None
         assert self._http is not None
-        params: dict[str, str] = {"format": "json", **({"mode": mode} if mode else {})}
+        params: dict[str, str] = {"format": output or "json", **({"mode": mode} if mode else {})}
         if self.timeout is not None:
             params["timeout_ms"] = str(self.timeout * 1000)  # the server drops it once we gave up
         headers = {"Content-Type": content_type(data), "Accept": "application/json"}
@@ -109,7 +91,15 @@ class SegformerClient:
         except httpx.TransportError as exc:  # no answer at all: like gRPC's UNAVAILABLE (no error kind)
             raise SegmentationError("UNAVAILABLE", "", f"{type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
-            raise _http_error(response)
+            raise http_error(response)
+        if output:
+            kind = response.headers.get("content-type", "application/octet-stream")
+            fields = {
+                k[len("x-segformer-") :]: v
+                for k, v in response.headers.items()
+                if k.startswith("x-segformer-")
+            }
+            return Segmentation(output=Output(output, kind, response.content, fields))
         body: dict[str, Any] = response.json()
         return Segmentation(
             width=body["width"],
@@ -128,7 +118,8 @@ class SegformerClient:
         inflight: int = 8,
         model: str | None = None,
         reconnects: int = 3,
-    ) -> Iterator[Segmentation]:
+        output: str | None = None,
+    ) -> Generator[Segmentation, None, None]:
         """Segment frames in order: one result per frame (``.error`` set when that frame failed).
 
         gRPC: one ``StreamSegment`` call (the server bounds the frames in flight); when it ends with
@@ -137,11 +128,11 @@ class SegformerClient:
         concurrent requests. A failure of the whole call raises ``SegmentationError``.
         """
         if self._channel is None:
-            yield from self._rest_stream(images, mode, inflight, model)
+            yield from self._rest_stream(images, mode, inflight, model, output)
             return
-        segment_request(b"", 0, mode, mask_format, model)  # a bad mode or model fails here, not mid-call
+        segment_request(b"", 0, mode, mask_format, model, output)  # a bad mode or model fails here
         frames = ResumableFrames(
-            segment_request(_read(im), i, mode, mask_format, model) for i, im in enumerate(images)
+            segment_request(_read(im), i, mode, mask_format, model, output) for i, im in enumerate(images)
         )
         failures = 0
         while True:
@@ -150,22 +141,22 @@ class SegformerClient:
                 for response in call:
                     frames.answered(response.frame_id)
                     failures = 0
-                    yield _from_proto(response)
+                    yield from_proto(response)
                 return
             except grpc.RpcError as exc:
-                if not _resumable(exc) or failures >= reconnects:
-                    raise _rpc_error(exc) from None
+                if not resumable(exc) or failures >= reconnects:
+                    raise rpc_error(exc) from None
             finally:
                 call.cancel()  # a no-op once done; ends the server's work if the caller stopped early
             time.sleep(RECONNECT_BACKOFF_S * 2**failures)
             failures += 1
 
     def _rest_stream(
-        self, images: Iterable[Image], mode: str | None, inflight: int, model: str | None
+        self, images: Iterable[Image], mode: str | None, inflight: int, model: str | None, output: str | None
     ) -> Iterator[Segmentation]:
         def one(frame_id: int, image: Image) -> Segmentation:
             try:
-                seg = self.segment(image, mode=mode, model=model)
+                seg = self.segment(image, mode=mode, model=model, output=output)
             except SegmentationError as err:
                 err.frame_id = frame_id
                 return Segmentation(frame_id=frame_id, error=err)
@@ -196,15 +187,15 @@ class SegformerClient:
             try:
                 response = self._stub.GetModel(request, timeout=self.timeout)
             except grpc.RpcError as exc:
-                raise _rpc_error(exc) from None
-            return json_format.MessageToDict(response.details)
+                raise rpc_error(exc) from None
+            return details(response)
         assert self._http is not None
         try:
             response = self._http.get(f"/v1/models/{quote(name, safe='')}" if name else "/v1/model")
         except httpx.TransportError as exc:
             raise SegmentationError("UNAVAILABLE", "", f"{type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
-            raise _http_error(response)
+            raise http_error(response)
         return response.json()
 
     def ready(self) -> bool:
@@ -233,21 +224,3 @@ class SegformerClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _http_error(response: httpx.Response) -> SegmentationError:
-    try:
-        error: dict[str, Any] = response.json()
-    except ValueError:  # not the server's JSON error (a proxy?)
-        error = {"detail": response.text[:200]}
-    if not isinstance(error, dict):
-        error = {"detail": str(error)[:200]}
-    detail = error.get("detail", "")
-    return SegmentationError(str(response.status_code), str(error.get("error", "")), str(detail))
-
-
-def _resumable(exc: grpc.RpcError) -> bool:
-    """UNAVAILABLE, or the server's "shutting down" that a proxy relayed as a reset (CANCELLED)."""
-    if exc.code() == grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
-        return True
-    return ("segformer-error", "shutting_down") in tuple(exc.trailing_metadata() or ())  # type: ignore[attr-defined]

@@ -50,6 +50,32 @@ class ClassInfo:
     fraction: float
 
 
+@dataclass(frozen=True)
+class Output:
+    """An answer in one of the server's output formats (``format=``, gRPC ``SegmentRequest.format``):
+    its bytes, content type and fields (REST's ``X-Segformer-*`` headers)."""
+
+    format: str
+    content_type: str
+    data: bytes
+    fields: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def suffix(self) -> str:
+        """A file suffix for the content type (``.png``, ``.json``, ``.geojson``...; ``.bin`` unknown)."""
+        return SUFFIXES.get(self.content_type.split(";")[0].strip(), ".bin")
+
+
+SUFFIXES = {
+    "image/png": ".png",
+    "application/json": ".json",
+    "application/geo+json": ".geojson",
+    "application/vnd.coco-rle+json": ".rle.json",
+    "application/vnd.segformer.probability+json": ".json",
+    "application/octet-stream": ".raw",
+}
+
+
 @dataclass
 class Segmentation:
     """One image's result; in streams, ``error`` is set (and the mask empty) when that frame failed."""
@@ -57,12 +83,13 @@ class Segmentation:
     width: int = 0
     height: int = 0
     mask_data: bytes = b""
-    mask_format: Literal["png", "raw"] = "png"
+    mask_format: str = "png"  # png, raw, or another format of the server's (mask() reads png and raw)
     dtype: Literal["uint8", "uint16"] = "uint8"
     classes: list[ClassInfo] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     frame_id: int = 0
     error: SegmentationError | None = None
+    output: Output | None = None  # when a format was asked for (then no mask)
 
     @property
     def ok(self) -> bool:
@@ -72,6 +99,8 @@ class Segmentation:
         """The label mask as a numpy array [height, width] (uint8, or uint16 for > 256 classes)."""
         if self.error is not None:
             raise self.error
+        if self.mask_format not in ("png", "raw"):
+            raise ValueError(f"a {self.mask_format!r} mask is not a label image: ask for png or raw")
         if self.mask_format == "raw":
             return np.frombuffer(self.mask_data, dtype=np.dtype(self.dtype).newbyteorder("<")).reshape(
                 self.height, self.width

@@ -37,18 +37,44 @@ def has_field(message: type, name: str) -> bool:
 
 
 def segment_request(
-    image: bytes, frame_id: int, mode: str | None, mask_format: str, model: str | None
+    image: bytes,
+    frame_id: int,
+    mode: str | None,
+    mask_format: str,
+    model: str | None,
+    output: str | None = None,
 ) -> pb.SegmentRequest:
-    """A ``SegmentRequest``; ``model`` (empty: the default model) needs stubs with that field."""
+    """A ``SegmentRequest``; ``model`` (empty: the default model) and ``output`` (a format of the
+    server's registry, passed as named: the server checks it) need stubs with those fields."""
     fields: dict[str, Any] = {"image": image, "frame_id": frame_id, "mode": mode_value(mode)}
-    if model:
-        if not has_field(pb.SegmentRequest, "model"):
-            raise SegmentationError(
-                "INVALID_ARGUMENT", "invalid_argument", "this segformer.v1 has no SegmentRequest.model field"
-            )
-        fields["model"] = model
+    for name, value in (("model", model), ("format", output)):
+        if value:
+            if not has_field(pb.SegmentRequest, name):
+                raise SegmentationError(
+                    "INVALID_ARGUMENT", "invalid_argument", f"this segformer.v1 has no SegmentRequest.{name}"
+                )
+            fields[name] = value
     return pb.SegmentRequest(**fields, mask_format=mask_format_value(mask_format))
 
 
+def mask_formats() -> list[str]:
+    """The mask formats these stubs know (``png``, ``raw``, and whatever a newer ``segformer.v1`` adds)."""
+    return [n[len("MASK_FORMAT_") :].lower() for n in pb.MaskFormat.keys()[1:]]
+
+
 def mask_format_value(name: str) -> int:
-    return {"png": pb.MASK_FORMAT_PNG, "raw": pb.MASK_FORMAT_RAW}[name]
+    """The gRPC ``MaskFormat`` of ``name``; a clear ``SegmentationError`` for one these stubs lack."""
+    try:
+        return pb.MaskFormat.Value(f"MASK_FORMAT_{name.upper()}")
+    except ValueError:
+        raise SegmentationError(
+            "INVALID_ARGUMENT",
+            "invalid_argument",
+            f"segformer.v1 has no mask format {name!r} (known: {', '.join(mask_formats())})",
+        ) from None
+
+
+def mask_format_name(value: int) -> str:
+    """``MASK_FORMAT_RAW`` → ``raw`` (``png`` for unspecified)."""
+    name = pb.MaskFormat.Name(value) if value else "MASK_FORMAT_PNG"
+    return name[len("MASK_FORMAT_") :].lower()

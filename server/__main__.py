@@ -1,12 +1,12 @@
-"""``segformer-serve`` / ``python -m server``: parse settings once, configure logging, serve."""
+"""``segformer-serve`` / ``python -m server``: parse settings once, configure logging (``logs``), serve."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 
+from server import logs
 from server.memory import tune_malloc
 from server.settings import load_settings
 
@@ -14,10 +14,7 @@ from server.settings import load_settings
 def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(argv)
     tune_malloc()  # before any big buffer: freed images and masks go back to the OS (server/memory.py)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level, settings.log_format)
     from server.app import serve
 
     return asyncio.run(serve(settings))

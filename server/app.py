@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from server import tracing
 from server.dataplane import DataPlane
 from server.grpc.server import GrpcServer
 from server.repository import ModelRepository
@@ -66,7 +67,9 @@ class Server:
         self._drain: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
-        """Listen (gRPC, then REST) and begin loading the models; returns once REST is up."""
+        """Set up tracing (off unless asked: ``server/tracing.py``), listen (gRPC, then REST) and begin
+        loading the models; returns once REST is up."""
+        tracing.configure(self.settings)
         if self.settings.grpc_port:
             self.grpc = GrpcServer(self.dataplane, self.settings)
             await self.grpc.start()
@@ -126,6 +129,7 @@ class Server:
         if self._watch is not None:
             self._watch.cancel()
         await self.repository.close()
+        tracing.shutdown()  # flushes the spans still buffered
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT; 0 after a graceful stop, 1 when no model could be loaded or REST
@@ -143,7 +147,7 @@ class Server:
         try:
             await self.start()
             await self._stopped.wait()
-        except RuntimeError as exc:  # a port that cannot be bound
+        except (RuntimeError, ValueError) as exc:  # a port that cannot be bound, a bad OTLP protocol
             log.error("%s", exc)
             self.failed = True
         finally:

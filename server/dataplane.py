@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from server import errors, imaging, slide
+from server import errors, imaging, slide, tracing
 from server.memory import MemoryBudget, MiB, inference_cost
 from server.metrics import IN_FLIGHT, SLIDE_WINDOWS, observe_stage
 from server.repository import ModelRepository
@@ -28,6 +28,19 @@ from server.settings import Settings
 from server.types import Mode, SegmentRequest, SegmentResult
 
 log = logging.getLogger("segformer.dataplane")
+#: stages timed as metrics but not as spans of the request: its batch run is a span of its own (linked),
+#: and ``total`` is the request span itself
+UNTRACED_STAGES = frozenset({"inference", "total"})
+
+
+def _attributes(runtime: ModelRuntime, mode: Mode, width: int, height: int) -> tracing.Attributes:
+    return {
+        "segformer.model": runtime.name,
+        "segformer.model_version": runtime.version,
+        "segformer.mode": mode,
+        "segformer.image.width": width,
+        "segformer.image.height": height,
+    }
 
 
 def _peek(request: SegmentRequest, s: Settings) -> Image.Image | np.ndarray:
@@ -54,18 +67,23 @@ def _size(image: Image.Image | np.ndarray) -> tuple[int, int]:
     return (image.shape[0], image.shape[1]) if isinstance(image, np.ndarray) else (image.height, image.width)
 
 
+def _draft(mode: Mode, s: Settings, runtime: ModelRuntime) -> tuple[int, int] | None:
+    """The size a JPEG may be DCT-scaled down to (``--jpeg-draft``, resize mode only; native and slide
+    use every pixel), or None: a full decode."""
+    return runtime.spec.inference_size if mode == "resize" and s.jpeg_draft else None
+
+
 def _prepare(
     peeked: Image.Image | np.ndarray, mode: Mode, s: Settings, runtime: ModelRuntime
 ) -> tuple[Image.Image | np.ndarray, np.ndarray, float]:
     """Decode and resize in one worker-thread hop: (image, model input, when decoding ended)."""
-    image = peeked if isinstance(peeked, np.ndarray) else imaging.load_rgb(peeked)
+    size = runtime.spec.inference_size
+    image = peeked if isinstance(peeked, np.ndarray) else imaging.load_rgb(peeked, _draft(mode, s, runtime))
     decoded_at = time.monotonic()
     height, width = _size(image)
     if mode == "slide":  # the windows are cut from the image at its own resolution
         return image, np.asarray(image, dtype=np.uint8), decoded_at
-    if mode == "resize":
-        size = runtime.spec.inference_size
-    else:
+    if mode == "native":
         size = imaging.native_size(height, width, s.native_max_side)
     return image, imaging.resize_bilinear(image, size), decoded_at
 
@@ -135,18 +153,27 @@ class DataPlane:
         if request.image is not None and len(request.image) > s.max_body_bytes:  # the REST body limit
             raise errors.body_too_large(s.max_body_bytes)
         mode = runtime.check_mode(request.mode)
+        if request.keep_logits and mode == "slide":
+            raise errors.invalid_argument(
+                "confidence and probability need mode resize or native: slide keeps no logits per image"
+            )
         runtime.batcher.check_capacity(arriving=True)  # shed before decoding: a full queue costs no decode
         timings: dict[str, float] = {}
 
-        def record(name: str, seconds: float) -> None:
+        def record(name: str, seconds: float, end: float | None = None) -> None:
             timings[name] = seconds
             observe_stage(runtime.name, name, seconds)
+            if name not in UNTRACED_STAGES:
+                tracing.stage(name, seconds, end)
 
         with runtime.batcher.arriving():  # batches forming meanwhile may wait for this request
             decoded = request.pixels is not None
             peeked = _peek(request, s) if decoded else await asyncio.to_thread(_peek, request, s)
             height, width = _size(peeked)
-            cost = self.budget.cost(width, height)
+            tracing.annotate(_attributes(runtime, mode, width, height))
+            draft = _draft(mode, s, runtime)
+            pixels = _size(peeked) if isinstance(peeked, np.ndarray) else imaging.decoded_size(peeked, draft)
+            cost = self.budget.cost(width, height, pixels, runtime.spec.mask_dtype.itemsize)
             layout = runtime.slide_plan(height, width) if mode == "slide" else None  # 413: too many windows
             if layout is not None:
                 cost += layout.logits_bytes(runtime.spec.num_labels) + slide.BAND_BYTES
@@ -159,16 +186,17 @@ class DataPlane:
             except BaseException:
                 self.budget.release(reserved)
                 raise
-            record("decode", decoded_at - start)
+            record("decode", decoded_at - start, decoded_at)
             record("preprocess", time.monotonic() - decoded_at)
         try:
             if time.monotonic() >= deadline:
                 raise errors.deadline_exceeded("the deadline expired before inference")
+            logits = None
             if layout is not None:
                 mask = await self._slide(runtime, resized, layout, deadline, record)
             else:
                 logits, queued, inferred = await runtime.infer(resized, deadline)
-                record("queue", queued)
+                record("queue", queued, time.monotonic() - inferred)
                 record("inference", inferred)
                 mask_start = time.monotonic()
                 mask = await asyncio.to_thread(runtime.mask, logits, (height, width))
@@ -179,6 +207,7 @@ class DataPlane:
         record("total", time.monotonic() - start)
         spec, palette = runtime.spec, runtime.palette
         result = SegmentResult(mask, width, height, spec, runtime.name, palette, timings, image)
+        result.logits = logits if request.keep_logits else None
         weakref.finalize(result, self.budget.release, reserved)  # held until the transport has sent it
         return result
 
@@ -193,7 +222,8 @@ class DataPlane:
         """``mode=slide``: the windows through the model's batcher, combined in bands (server/slide.py)."""
 
         async def infer(window: np.ndarray) -> np.ndarray:
-            logits, _, _ = await runtime.infer(window, deadline)
+            with tracing.span("slide.window", {"segformer.window.shape": list(window.shape[:2])}):
+                logits, _, _ = await runtime.infer(window, deadline)
             return logits
 
         inflight = max(2, min(16, self.settings.max_queue_size // 2))

@@ -6,30 +6,48 @@ when one class is the argmax at all 4 corners it is the argmax everywhere in the
 combination of non-negative margins is non-negative, and float rounding is monotone, so no other class
 can score higher in the computed values either). Hence:
 
-1. the argmax at low resolution; pixels of cells whose 4 corners agree ("uniform", typically 85-95 %
-   of a photo) get that label by two gathers, no arithmetic;
-2. only the pixels of the other cells are interpolated, over the graph's candidates: ``topk`` the union
-   of the 4 corners' top-K classes (the graph's 4K slots, in its order, with its float32 arithmetic:
-   its mask exactly, since the corners' winner is slot 0 and ties go to the first slot), ``full``
-   every class (the same up to exact float ties, which torch gives to the lower class index and the
-   shortcut to the corners' winner).
+1. the argmax at low resolution; the pixels of cells whose 4 corners agree ("uniform", typically
+   85-95 % of a photo) get that label as blocks: the low-res labels repeated along x once per low-res
+   row, then whole output rows copied;
+2. only the pixels of the other ("mixed") cells are interpolated, over the graph's candidates: ``topk``
+   the union of the 4 corners' top-K classes (the graph's 4K slots, in its order, with its float32
+   arithmetic: its mask exactly, since the corners' winner is slot 0 and ties go to the first slot),
+   ``full`` every class (the same up to exact float ties, which torch gives to the lower class index
+   and the shortcut to the corners' winner);
+3. of a mixed cell's candidates only those that can win somewhere in it are interpolated: a class whose
+   largest corner logit is below another's smallest by more than float rounding can reach (``MARGIN``
+   of the cell's largest logit; the computed values stay within a few ulps of the corners' range) never
+   wins there, and a class already in an earlier slot adds nothing (identical values, the earlier slot
+   wins ties). The survivors keep their slot order, so the mask is the same as over every slot;
+   typically 2 of the 12 top-K slots (150 classes in ``full`` mode) survive.
 
-numpy on one core per image (at most ``concurrency`` heads at once), in chunks of interpolated pixels:
-beyond its mask an image holds about two copies of its low-resolution logits and 4 MB temporaries,
-whatever its size. It replaced a second ONNX Runtime session over the graph's own upsampling nodes
-(``docs/CONTRACT.md``), which computed 4K planes for every pixel: that head took 28 ms on 2 threads
-for a 683x512 mask (this one ~5 ms on one) and kept a ~350 MB arena. On CUDA it runs on the host
-too: the batched stage's logits come back to the host either way.
+Mixed cells are evaluated as dense blocks (cells x rows x columns, a cell's short rows and columns
+padded by repeating its last one: the same pixel computed twice, the same label). Large masks are cut
+into bands of low-res rows filled in parallel on a thread pool (numpy releases the GIL), at most
+``concurrency`` heads at once; temporaries come in steps of ``CHUNK_VALUES`` (measured beyond the mask:
+14-21 MB for a 12 Mpx photo's, 34 MB on one thread and 45 MB on two for 9 Mpx of random logits).
+It replaced a second ONNX Runtime session over the graph's own upsampling nodes (``docs/CONTRACT.md``),
+which computed 4K planes for every pixel. On CUDA it runs on the host too: the batched stage's logits
+come back to the host either way.
 """
 
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
-#: interpolated candidate values per step (4 MB of float32 per temporary)
+#: interpolated values per step (4 MB of float32 per temporary)
 CHUNK_VALUES = 1 << 20
+#: a class is dropped from a mixed cell when it trails another by more than this x the cell's largest
+#: |logit| at every corner (float32 rounding of the interpolation moves values by < 2^-20 of that)
+MARGIN = np.float32(2.0**-16)
+#: chunks of cells with at most this many candidates take a running maximum, others numpy's argmax
+FEW_SLOTS = 2
+#: masks of at least this many pixels are filled in bands on the thread pool
+PARALLEL_PIXELS = 1 << 21
 
 
 def axis_weights(
@@ -68,6 +86,33 @@ def _top_k(flat: np.ndarray, points: np.ndarray, k: int) -> np.ndarray:
     return top
 
 
+def _survivors(labels: np.ndarray, values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates that can win in each cell (module doc, 3.): ``keep`` ``[n, S]`` and its order
+    ``[n, S]`` (kept slots first, in slot order)."""
+    low, high = np.minimum.reduce(values), np.maximum.reduce(values)
+    scale = np.maximum.reduce([np.abs(v).max(axis=1) for v in values])
+    keep = high >= (low.max(axis=1) - MARGIN * scale)[:, None]
+    for slot in range(1, labels.shape[1]):  # a class already in an earlier slot adds nothing
+        keep[:, slot] &= (labels[:, :slot] != labels[:, slot : slot + 1]).all(axis=1)
+    return keep, np.argsort(~keep, axis=1, kind="stable")
+
+
+@dataclass
+class _Plan:
+    """One mask's low-res analysis, shared by its bands."""
+
+    size: tuple[int, int]
+    rows: np.ndarray  # [h, W] the low-res labels repeated along x (the uniform fill of each output row)
+    y0: np.ndarray  # [H] the low-res row of each output row
+    first_y: np.ndarray  # [h + 1] output rows first_y[i]..first_y[i+1]-1 lie in low-res row i
+    first_x: np.ndarray  # [w + 1]
+    weights: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # wy0, wy1, wx0, wx1
+    cells: np.ndarray  # [n] flat low-res index of each mixed cell with pixels, row-major
+    corners: list[np.ndarray]  # 4 x [n] the corners' flat indices
+    flat: np.ndarray  # [C, h * w] the logits
+    candidates: np.ndarray | None  # topk: [n, S] classes; full: None (every class)
+
+
 class MaskHead:
     """Masks from one image's logits (see the module doc); ``mode`` and ``topk`` are the graph's."""
 
@@ -75,67 +120,131 @@ class MaskHead:
         if mode not in ("topk", "full"):
             raise ValueError(f"unknown upsample mode {mode!r}")
         self.mode, self.topk, self.mask_dtype = mode, topk, np.dtype(mask_dtype)
-        # one core each: more heads at once than cores buys nothing and multiplies their memory
-        self._slots = threading.BoundedSemaphore(max(1, concurrency))
+        self.concurrency = max(1, concurrency)
+        # at most one head per core at once; a large mask's bands share the cores (a pool of as many)
+        self._slots = threading.BoundedSemaphore(self.concurrency)
+        self._bands = ThreadPoolExecutor(self.concurrency, "mask-head") if self.concurrency > 1 else None
 
-    def _cells(
-        self, logits: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[np.ndarray], np.ndarray | None]:
-        """Low-res labels ``[h, w]``, the index of each cell among the mixed ones (-1: uniform), and per
-        mixed cell its candidates and their logits at the 4 corners (``full``: candidates None, the
-        corners' point indices, and the logits by point ``[h * w, C]`` to gather them per chunk)."""
-        classes, h, w = logits.shape
-        flat = logits.reshape(classes, h * w)
-        best = _argmax(flat).reshape(h, w)
-        right, down = np.minimum(np.arange(w) + 1, w - 1), np.minimum(np.arange(h) + 1, h - 1)
-        below = best[down]
-        uniform = (best == best[:, right]) & (best == below) & (best == below[:, right])
-        cells = np.flatnonzero(~uniform)
-        index = np.full(h * w, -1, np.int32)
-        index[cells] = np.arange(len(cells), dtype=np.int32)
-        ci, cj = np.divmod(cells, w)
-        corners = [ci * w + cj, ci * w + right[cj], down[ci] * w + cj, down[ci] * w + right[cj]]
-        if self.mode == "full":
-            return best, index.reshape(h, w), None, corners, np.ascontiguousarray(flat.T)
-        table = np.zeros((h * w, min(self.topk, classes)), np.int64)
-        points = np.unique(np.concatenate(corners))
-        table[points] = _top_k(flat, points, table.shape[1])
-        candidates = np.concatenate([table[c] for c in corners], axis=1)  # [cells, 4K], the graph's slots
-        return best, index.reshape(h, w), candidates, [flat[candidates, c[:, None]] for c in corners], None
+    def close(self) -> None:
+        if self._bands is not None:
+            self._bands.shutdown(wait=False)
 
     def run(self, logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """The ``[H, W]`` mask of one image's float32 ``[C, h, w]`` logits at ``size`` = (H, W)."""
         with self._slots:
-            return self._run(np.asarray(logits, np.float32), size)
+            plan = self._plan(np.asarray(logits, np.float32), size)
+            mask = np.empty(size, self.mask_dtype)
+            h = len(plan.first_y) - 1
+            parts = self.concurrency if size[0] * size[1] >= PARALLEL_PIXELS and self._bands else 1
+            bands = [(h * b // parts, h * (b + 1) // parts) for b in range(parts)]
+            if self._bands is None or parts == 1:
+                for band in bands:
+                    self._fill(plan, mask, band)
+            else:
+                list(self._bands.map(lambda band: self._fill(plan, mask, band), bands))
+            return mask
 
-    def _run(self, logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        height, width = size
+    def _plan(self, logits: np.ndarray, size: tuple[int, int]) -> _Plan:
         classes, h, w = logits.shape
-        best, index, candidates, corner, by_point = self._cells(logits)
-        y0, _, wy0, wy1 = axis_weights(h, height)
-        x0, _, wx0, wx1 = axis_weights(w, width)
-        mask = best.astype(self.mask_dtype)[:, x0][y0]  # every pixel its cell's low-res label
-        cell = index[:, x0]  # [h, W]: the mixed cell under (low-res row, output column), or -1
-        first = np.searchsorted(y0, np.arange(h + 1))  # output rows first[i]..first[i+1]-1 use row i
-        out = mask.reshape(-1)  # a view: pixels written by flat index
-        pair_i, pair_x = np.nonzero(cell >= 0)  # (low-res row, output column) pairs in mixed cells
-        step = max(1, CHUNK_VALUES // (classes if candidates is None else candidates.shape[1]))
-        for a in range(0, len(pair_i), step):
-            i, x = pair_i[a : a + step], pair_x[a : a + step]
-            k = cell[i, x]
-            c00, c01, c10, c11 = (
-                (c[k] for c in corner) if by_point is None else (by_point[c[k]] for c in corner)
+        flat = logits.reshape(classes, h * w)
+        best = _argmax(flat).reshape(h, w)
+        y0, _, wy0, wy1 = axis_weights(h, size[0])
+        x0, _, wx0, wx1 = axis_weights(w, size[1])
+        first_y, first_x = np.searchsorted(y0, np.arange(h + 1)), np.searchsorted(x0, np.arange(w + 1))
+        right, down = np.minimum(np.arange(w) + 1, w - 1), np.minimum(np.arange(h) + 1, h - 1)
+        below = best[down]
+        uniform = (best == best[:, right]) & (best == below) & (best == below[:, right])
+        has_pixels = (np.diff(first_y) > 0)[:, None] & (np.diff(first_x) > 0)[None, :]
+        cells = np.flatnonzero(~uniform & has_pixels)
+        ci, cj = np.divmod(cells, w)
+        corners = [ci * w + cj, ci * w + right[cj], down[ci] * w + cj, down[ci] * w + right[cj]]
+        candidates = None
+        if self.mode == "topk":
+            table = np.zeros((h * w, min(self.topk, classes)), np.int64)
+            points = np.unique(np.concatenate(corners))
+            table[points] = _top_k(flat, points, table.shape[1])
+            candidates = np.concatenate([table[c] for c in corners], axis=1)  # [cells, 4K]: the graph's
+        rows = np.ascontiguousarray(best.astype(self.mask_dtype)[:, x0])
+        weights = (wy0, wy1, wx0, wx1)
+        return _Plan(size, rows, y0, first_y, first_x, weights, cells, corners, flat, candidates)
+
+    def _fill(self, plan: _Plan, mask: np.ndarray, band: tuple[int, int]) -> None:
+        """Low-res rows band[0]..band[1]-1 of the mask: the uniform fill, then the mixed cells."""
+        for i in range(*band):  # whole rows: each low-res row's labels, repeated along x, then down
+            mask[plan.first_y[i] : plan.first_y[i + 1]] = plan.rows[i]
+        lo, hi = np.searchsorted(plan.cells // (len(plan.first_x) - 1), band)  # the band's mixed cells
+        classes = plan.flat.shape[0] if plan.candidates is None else plan.candidates.shape[1]
+        step = max(1, CHUNK_VALUES // (4 * classes))  # 4 corners' values per candidate
+        for a in range(lo, hi, step):
+            chunk = np.arange(a, min(hi, a + step))
+            labels = (
+                np.broadcast_to(np.arange(classes), (len(chunk), classes))
+                if plan.candidates is None
+                else plan.candidates[chunk]
             )
-            ax, bx = wx0[x, None], wx1[x, None]
-            top = c00 * ax + c01 * bx  # [pairs, slots]: along x first, like the graph
-            bottom = c10 * ax + c11 * bx
-            rows, start = first[i + 1] - first[i], first[i]
-            at = start * width + x  # each pair's pixel in its first output row
-            for r in range(int(rows.max())):  # the pairs' r-th output rows, all pairs at once
-                if r >= rows.min():  # only the pairs with more rows (near the edges, or a lone row)
-                    more = rows > r
-                    top, bottom, k, at, start, rows = (v[more] for v in (top, bottom, k, at, start, rows))
-                y = start + r
-                slot = (top * wy0[y, None] + bottom * wy1[y, None]).argmax(axis=1)
-                out[at + r * width] = slot if candidates is None else candidates[k, slot]
-        return mask
+            values = [plan.flat[labels, c[chunk, None]] for c in plan.corners]
+            keep, order = _survivors(labels, values)
+            counts = keep.sum(axis=1)
+            by_count = np.argsort(counts, kind="stable")
+            for m in np.unique(counts):
+                group = by_count[counts[by_count] == m]
+                slots = order[group, :m]
+                self._cells(
+                    plan,
+                    mask,
+                    chunk[group],
+                    np.take_along_axis(labels[group], slots, axis=1),
+                    [np.take_along_axis(v[group], slots, axis=1) for v in values],
+                )
+
+    def _cells(
+        self, plan: _Plan, mask: np.ndarray, cells: np.ndarray, labels: np.ndarray, values: list[np.ndarray]
+    ) -> None:
+        """The pixels of mixed cells (indices into ``plan.cells``) with ``m`` candidates each, as dense
+        blocks ``[cells, rows, columns]`` in chunks of ``CHUNK_VALUES``."""
+        w = len(plan.first_x) - 1
+        ci, cj = np.divmod(plan.cells[cells], w)
+        count_y = plan.first_y[ci + 1] - plan.first_y[ci]
+        count_x = plan.first_x[cj + 1] - plan.first_x[cj]
+        rows, cols = int(count_y.max()), int(count_x.max())
+        ys = plan.first_y[ci, None] + np.minimum(np.arange(rows), count_y[:, None] - 1)  # [n, R]
+        xs = plan.first_x[cj, None] + np.minimum(np.arange(cols), count_x[:, None] - 1)  # [n, X]
+        wy0, wy1, wx0, wx1 = plan.weights
+        slots = labels.shape[1]
+        step = max(1, CHUNK_VALUES // (rows * cols * (1 if slots <= FEW_SLOTS else slots)))
+        for a in range(0, len(cells), step):  # laid out [R, n, X]: long contiguous inner loops
+            part = slice(a, a + step)
+            y, x = ys[part].T, xs[part]  # [R, n], [n, X]
+            v00, v01, v10, v11 = (v[part].T[:, :, None] for v in values)  # [m, n, 1]
+            ax, bx = wx0[x], wx1[x]
+            top = v00 * ax + v01 * bx  # [m, n, X]: along x first, like the graph
+            bottom = v10 * ax + v11 * bx
+            if slots <= FEW_SLOTS:
+                label = self._slot_by_slot(top, bottom, wy0[y], wy1[y], labels[part])
+            else:  # every slot's values of a pixel side by side, numpy's argmax over them (first wins)
+                ay, by = wy0[y][:, :, None, None], wy1[y][:, :, None, None]  # [R, n, 1, 1]
+                top, bottom = (np.ascontiguousarray(np.moveaxis(v, 0, -1)) for v in (top, bottom))
+                value = top * ay + bottom * by  # [R, n, X, m]
+                slot = value.argmax(axis=-1)
+                label = labels[part][np.arange(len(x))[None, :, None], slot].astype(self.mask_dtype)
+            corners = zip(y[0], x[:, 0], count_y[part], count_x[part], strict=True)
+            for k, (top_y, left_x, r, c) in enumerate(corners):
+                mask[top_y : top_y + r, left_x : left_x + c] = label[:r, k, :c]  # a cell: one block
+
+    def _slot_by_slot(
+        self, top: np.ndarray, bottom: np.ndarray, wy0: np.ndarray, wy1: np.ndarray, labels: np.ndarray
+    ) -> np.ndarray:
+        """``[R, n, X]`` labels of a chunk with few slots: a running maximum over the slots."""
+        shape = (wy0.shape[0], top.shape[1], top.shape[2])
+        ay = np.ascontiguousarray(np.broadcast_to(wy0[:, :, None], shape))
+        by = np.ascontiguousarray(np.broadcast_to(wy1[:, :, None], shape))
+        best, value = top[0] * ay + bottom[0] * by, np.empty(shape, np.float32)
+        label = np.empty(shape, self.mask_dtype)
+        label[...] = labels[:, 0, None].astype(self.mask_dtype)
+        for slot in range(1, labels.shape[1]):
+            np.multiply(top[slot], ay, out=value)
+            value += bottom[slot] * by
+            higher = value > best  # strictly: ties stay with the earlier slot
+            np.copyto(best, value, where=higher)
+            np.copyto(label, labels[:, slot, None].astype(self.mask_dtype), where=higher)
+        return label

@@ -6,6 +6,7 @@ before any pixel is decoded, so decompression bombs and absurd dimensions cost n
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import re
@@ -62,8 +63,13 @@ def peek_image(data: bytes, max_pixels: int, max_side: int) -> Image.Image:
     return image
 
 
-def load_rgb(image: Image.Image) -> Image.Image:
-    """Decode the pixels of a ``peek_image`` result to RGB, or a 400 ``ServeError``."""
+def load_rgb(image: Image.Image, draft: tuple[int, int] | None = None) -> Image.Image:
+    """Decode the pixels of a ``peek_image`` result to RGB, or a 400 ``ServeError``. ``draft`` =
+    (height, width): a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) still at least that
+    large (libjpeg's scaled IDCT; Pillow's ``draft``), other formats in full."""
+    if draft is not None and image.format == "JPEG":
+        with contextlib.suppress(Exception):  # a header Pillow cannot scale: decoded in full
+            image.draft(image.mode, (draft[1], draft[0]))
     width, height = image.size
     try:
         image.load()
@@ -75,6 +81,16 @@ def load_rgb(image: Image.Image) -> Image.Image:
     if rgb.size != (width, height):
         raise errors.corrupt_image(f"decoded to unexpected size {rgb.size}")
     return rgb
+
+
+def decoded_size(image: Image.Image, draft: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(height, width) that ``load_rgb(image, draft)`` decodes, from the header: Pillow's ``draft``
+    picks the largest DCT scale 1/s (s = 8, 4, 2) with s <= min(width // w, height // h)."""
+    if draft is None or image.format != "JPEG":
+        return image.height, image.width
+    ratio = min(image.width // draft[1], image.height // draft[0])
+    scale = next((s for s in (8, 4, 2) if ratio >= s), 1)
+    return -(-image.height // scale), -(-image.width // scale)
 
 
 def _bomb_detail(exc: Exception, max_pixels: int, max_side: int) -> str:
@@ -174,20 +190,30 @@ def overlay_png(
 ) -> bytes:
     """The RGB image blended with the class colours of ``mask`` (``alpha`` = mask opacity), as PNG.
 
-    Blended and compressed in bands of rows (PNG "Up" filter, deflate level 1), so a huge image costs
-    a few MB of working memory beyond its mask and pixels."""
+    Blended (Pillow's ``blend``, in C) and compressed in bands of rows (PNG "Up" filter, deflate level
+    1), so a huge image costs a few MB of working memory beyond its mask and pixels; an image decoded
+    smaller than its mask (``--jpeg-draft``) is scaled up band by band."""
     height, width = mask.shape
     deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 8)
     parts, previous = [], np.zeros(width * 3, np.uint8)
-    table = palette.astype(np.float32) * alpha
-    for start, end in _bands(height, width * 12):  # float32 RGB per pixel while blending
-        if isinstance(image, Image.Image):
-            pixels = np.asarray(image.crop((0, start, width, end)), dtype=np.uint8)
+    flat_palette = palette.reshape(-1).tobytes()
+    for start, end in _bands(height, width * 4):
+        if isinstance(image, Image.Image) and image.size != (width, height):  # a draft decode
+            sy = image.height / height
+            box = (0.0, start * sy, float(image.width), end * sy)
+            pixels = image.resize((width, end - start), Image.Resampling.BILINEAR, box=box)
+        elif isinstance(image, Image.Image):
+            pixels = image.crop((0, start, width, end))
         else:
-            pixels = image[start:end]
-        colours = table[np.minimum(mask[start:end], len(palette) - 1)]
-        band = np.clip(pixels * np.float32(1.0 - alpha) + colours + 0.5, 0, 255).astype(np.uint8)
-        flat = band.reshape(end - start, width * 3)
+            pixels = Image.fromarray(np.ascontiguousarray(image[start:end]), "RGB")
+        labels = np.minimum(mask[start:end], len(palette) - 1)
+        if len(palette) <= 256:  # a palette image's RGB conversion: a table lookup in C
+            colours = Image.fromarray(labels.astype(np.uint8, copy=False), "L").convert("P")
+            colours.putpalette(flat_palette)
+            colours = colours.convert("RGB")
+        else:
+            colours = Image.fromarray(palette[labels], "RGB")
+        flat = np.asarray(Image.blend(pixels.convert("RGB"), colours, alpha)).reshape(end - start, width * 3)
         rows = np.empty((end - start, 1 + width * 3), np.uint8)
         rows[:, 0] = 2  # filter type "Up": the difference with the row above (mod 256)
         rows[0, 1:] = flat[0] - previous

@@ -37,8 +37,10 @@ from server import errors
 
 log = logging.getLogger("segformer.memory")
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
-#: estimated bytes per pixel of a request's working set: RGB pixels (3), mask (1-2), encoding bands
-BYTES_PER_PIXEL = 6
+#: bytes per decoded pixel: Pillow keeps RGB as 4 bytes a pixel (RGBX)
+DECODED_BYTES = 4
+#: a request's fixed working memory beside its pixels and mask: the mask head's and the encoders' bands
+WORK_BYTES = 16 * 1024 * 1024
 #: a reservation this large, released when nothing else is in flight, triggers ``malloc_trim``
 TRIM_AFTER = 64 * 1024 * 1024
 TRIM_DELAY_S = 0.5
@@ -106,8 +108,13 @@ class MemoryBudget:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._freed = asyncio.Event()
 
-    def cost(self, width: int, height: int) -> int:
-        return width * height * BYTES_PER_PIXEL
+    def cost(
+        self, width: int, height: int, decoded: tuple[int, int] | None = None, mask_bytes: int = 2
+    ) -> int:
+        """A request's working set: its decoded pixels (``decoded`` = (height, width), smaller than the
+        image with a DCT-scaled JPEG decode), its mask at full size, and the bands that encode them."""
+        pixels = width * height if decoded is None else decoded[0] * decoded[1]
+        return pixels * DECODED_BYTES + width * height * mask_bytes + WORK_BYTES
 
     async def reserve(self, nbytes: int, deadline: float) -> int:
         """Wait until ``nbytes`` fit (or the wait is over: 503); returns what to ``release``."""

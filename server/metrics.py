@@ -8,9 +8,11 @@ a client tries would add series for good). Exposed on the REST app at ``GET /met
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Collection
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from server import tracing
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -80,22 +82,25 @@ MODEL_LOADS = Counter(
 UNROUTED = ""
 
 
-def model_label(name: str, served: Container[str]) -> str:
-    """The ``model`` label for a name a caller sent: itself when the repository has that model, else
-    ``UNROUTED`` (the one place request labels are bounded)."""
-    return name if name in served else UNROUTED
+def model_label(name: str | None, served: Collection[str]) -> str:
+    """The ``model`` label for a name a caller sent: itself when the repository serves it, else
+    ``UNROUTED`` (the one place request labels are bounded: a call naming an unknown model adds no series)."""
+    return name if name and name in served else UNROUTED
 
 
 def observe_request(transport: str, endpoint: str, status: int, seconds: float, model: str = "") -> None:
-    """Record one finished request (every transport calls this once per request)."""
+    """Record one finished request (every transport calls this once per request); the latency carries
+    the trace id of a sampled request as its exemplar (shown in the OpenMetrics exposition)."""
     REQUESTS.labels(transport, endpoint, str(status), model).inc()
-    REQUEST_SECONDS.labels(transport, endpoint, model).observe(seconds)
+    REQUEST_SECONDS.labels(transport, endpoint, model).observe(seconds, tracing.exemplar())
 
 
 def observe_error(transport: str, kind: str) -> None:
-    """Record one failed request (transports call this once per ``ServeError`` they answer with)."""
+    """Record one failed request (transports call this once per ``ServeError`` they answer with); the
+    kind goes on the request's span too."""
     ERRORS.labels(transport, kind).inc()
+    tracing.annotate({"error.type": kind})
 
 
 def observe_stage(model: str, stage: str, seconds: float) -> None:
-    STAGE_SECONDS.labels(stage, model).observe(seconds)
+    STAGE_SECONDS.labels(stage, model).observe(seconds, tracing.exemplar())

@@ -28,6 +28,7 @@ class SegmentRequest:
     endpoint: str = "segment"
     model: str | None = None  # None or "" = the default model
     pixels: np.ndarray | None = None
+    keep_logits: bool = False  # a format needs the softmax (server/outputs/confidence.py); not with slide
 
 
 class ClassStat(BaseModel):
@@ -66,6 +67,7 @@ class SegmentResult:
     palette: np.ndarray  # [C, 3] uint8 class colours (overlays)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     image: Image.Image | np.ndarray | None = None  # the decoded RGB image
+    logits: np.ndarray | None = None  # float32 [C, h, w] low-resolution logits, when the request kept them
 
     @cached_property
     def classes(self) -> list[ClassStat]:

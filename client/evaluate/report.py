@@ -70,7 +70,9 @@ def _num(value: float | None, width: int = 7, sign: bool = False) -> str:
 
 
 def _who(run: dict[str, Any]) -> str:
-    return f"{run.get('model')} {run.get('precision')} mode={run.get('mode')} via {run.get('transport')}"
+    runtime = f" on {run['runtime']}" if run.get("runtime") else ""
+    what = f"{run.get('model')} {run.get('precision')}{runtime}"
+    return f"{what} mode={run.get('mode')} via {run.get('transport')}"
 
 
 def table(run: dict[str, Any], all_classes: bool = False) -> str:

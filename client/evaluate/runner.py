@@ -76,6 +76,13 @@ def num_classes_of(description: dict[str, Any], mapping: LabelMapping) -> int:
     return served
 
 
+def true_precision(description: dict[str, Any]) -> str | None:
+    """What the runtime computes in, as the server reports it (``inference_precision``: OpenVINO's
+    ``mixed``/``bf16``...), else the graph's own ``precision`` (a server that does not report it)."""
+    value = description.get("inference_precision") or description.get("precision")
+    return None if value is None else str(value)
+
+
 def class_names(description: dict[str, Any], num_classes: int) -> list[str]:
     names = {int(c["id"]): str(c["label"]) for c in description.get("classes", [])}
     return [names.get(i, f"class_{i}") for i in range(num_classes)]
@@ -116,7 +123,9 @@ def evaluate(
     metrics = accumulator.metrics()
     info = {
         "model": description.get("name"),
-        "precision": description.get("precision"),
+        "precision": true_precision(description),
+        "graph_precision": description.get("precision"),
+        "runtime": description.get("runtime"),
         "mode": mode or description.get("mode"),
         "dataset": pairs[0].mapping.dataset,
         "labels": sorted({p.mapping.describe() for p in pairs}),

@@ -6,18 +6,22 @@ REST renders a ``ServeError`` with its HTTP ``status``; gRPC maps that status he
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import numpy as np
 from google.protobuf import struct_pb2
 
-from server import errors, metrics
+from server import errors, metrics, tracing
 from server.errors import ServeError
 from server.grpc.gen import segmentation_pb2 as pb
-from server.imaging import encode_mask_png
+from server.outputs.base import Options, kept, options
+from server.outputs.formats import FORMATS, OutputFormat
+from server.types import SegmentResult
 
 Code = grpc.StatusCode
 
@@ -44,7 +48,8 @@ MODES = {
     pb.INFERENCE_MODE_NATIVE: "native",
     pb.INFERENCE_MODE_SLIDE: "slide",
 }
-MASK_FORMATS = (pb.MASK_FORMAT_UNSPECIFIED, pb.MASK_FORMAT_PNG, pb.MASK_FORMAT_RAW)
+#: ``MaskFormat`` -> the registry's format (server/outputs/formats.py) that writes ``Mask.data``
+MASK_FORMATS = {pb.MASK_FORMAT_UNSPECIFIED: "png", pb.MASK_FORMAT_PNG: "png", pb.MASK_FORMAT_RAW: "raw"}
 DTYPES = {np.dtype(np.uint8): pb.MASK_DTYPE_UINT8, np.dtype(np.uint16): pb.MASK_DTYPE_UINT16}
 
 
@@ -64,6 +69,25 @@ def mask_format(value: int) -> int:
     if value not in MASK_FORMATS:
         raise errors.invalid_argument(f"unknown mask format {value}; use 1 (PNG) or 2 (RAW)")
     return value
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What a ``SegmentRequest`` asks for beyond its image: a registry format (None: ``mask`` in
+    ``mask_format``) and the output options."""
+
+    format: OutputFormat | None
+    mask_format: int
+    options: Options
+
+
+def wanted(request: pb.SegmentRequest, alpha: float) -> Wanted:
+    """The request's output, checked (INVALID_ARGUMENT in words before any inference)."""
+    chosen = options(list(request.classes) or None, request.tolerance, request.min_area, alpha)
+    fmt = FORMATS.get(request.format) if request.format else None
+    if fmt is not None:
+        FORMATS.check(fmt, chosen)
+    return Wanted(fmt, mask_format(request.mask_format), chosen)
 
 
 def grpc_code(err: ServeError) -> grpc.StatusCode:
@@ -100,29 +124,46 @@ def request_deadline(time_remaining: float | None, timeout_ms: int, now: float |
     return min(candidates) if candidates else None
 
 
-def encode_mask(mask: np.ndarray, mask_format: int) -> pb.Mask:
-    """PNG (default) or raw row-major bytes (uint16 little-endian) of a [H, W] label mask."""
-    height, width = mask.shape
-    dtype = DTYPES[mask.dtype]
-    if mask_format == pb.MASK_FORMAT_RAW:
-        data = np.ascontiguousarray(mask, dtype=mask.dtype.newbyteorder("<")).tobytes()
-        return pb.Mask(format=pb.MASK_FORMAT_RAW, dtype=dtype, width=width, height=height, data=data)
-    png = encode_mask_png(mask)
-    return pb.Mask(format=pb.MASK_FORMAT_PNG, dtype=dtype, width=width, height=height, data=png)
+def encode_mask(result: SegmentResult, mask_format: int, chosen: Options) -> pb.Mask:
+    """``Mask``: PNG (default) or raw row-major bytes (uint16 little-endian), both from the registry."""
+    encoded = FORMATS.get(MASK_FORMATS[mask_format]).encode(result, chosen)
+    raw = mask_format == pb.MASK_FORMAT_RAW
+    return pb.Mask(
+        format=pb.MASK_FORMAT_RAW if raw else pb.MASK_FORMAT_PNG,
+        dtype=DTYPES[result.mask.dtype],
+        width=result.width,
+        height=result.height,
+        data=encoded.data,
+    )
 
 
-def segment_response(frame_id: int, result: Any, mask_format: int) -> pb.SegmentResponse:
+def segment_response(frame_id: int, result: SegmentResult, want: Wanted) -> pb.SegmentResponse:
     """A data plane ``SegmentResult`` as a response (encodes the mask: run it off the event loop)."""
-    classes = [  # first: computing them records the postprocess timing
-        pb.ClassStat(id=c.id, label=c.label, pixels=c.pixels, fraction=c.fraction) for c in result.classes
+    present = set(kept(result, want.options))  # first: computing them records the postprocess timing
+    classes = [
+        pb.ClassStat(id=c.id, label=c.label, pixels=c.pixels, fraction=c.fraction)
+        for c in result.classes
+        if c.id in present
     ]
     start = time.perf_counter()
-    mask = encode_mask(result.mask, mask_format)
+    mask, output = None, None
+    if want.format is None:
+        mask = encode_mask(result, want.mask_format, want.options)
+    else:
+        encoded = want.format.encode(result, want.options)
+        output = pb.Output(
+            format=want.format.name,
+            content_type=encoded.content_type,
+            data=encoded.data,
+            fields=encoded.fields,
+        )
     timings = {name: float(seconds) for name, seconds in result.timings.items()}
     timings["encode"] = time.perf_counter() - start
     metrics.observe_stage(result.model, "encode", timings["encode"])
+    shown = want.format.name if want.format is not None else pb.MaskFormat.Name(want.mask_format)
+    tracing.stage("encode", timings["encode"], attributes={"segformer.format": shown})
     return pb.SegmentResponse(
-        frame_id=frame_id, mask=mask, classes=classes, timings=timings, model=result.model
+        frame_id=frame_id, mask=mask, classes=classes, timings=timings, model=result.model, output=output
     )
 
 
@@ -149,6 +190,7 @@ def model_response(description: Any) -> pb.GetModelResponse:
         version=int(body.get("version", 0)),
         source_sha256=str(body.get("source_sha256", "")),
         details=details,
+        details_json=json.dumps(body),
     )
 
 

@@ -1,11 +1,12 @@
 """``inference.GRPCInferenceService``: the Open Inference Protocol over gRPC (with Triton's ModelConfig
 and ModelStreamInfer), translating protos to ``server.v2`` and back; the work is ``V2Service``'s.
 
-Outputs go in ``raw_output_contents`` (what tritonclient reads). Errors map through the one
-``ServeError`` → status table (``server/grpc/convert.py``); a failed stream request gets
-``error_message`` and the stream goes on. Streams are ``server.grpc.streams.OrderedStream``, as v1's:
-at most ``stream_max_inflight`` requests in the data plane, answered in order, back-pressure while the
-model's queue is full, UNAVAILABLE after a drain.
+Outputs go in ``raw_output_contents`` (what tritonclient reads). Handlers raise ``ServeError``; the
+interceptor (``server/grpc/interceptor.py``) maps it through the one status table and does the metrics,
+tracing and access log; each stream request is a request of its own (``Bookkeeping.frame``) and a
+failed one gets ``error_message`` while the stream goes on. Streams are
+``server.grpc.streams.OrderedStream``, as v1's: at most ``stream_max_inflight`` requests in the data
+plane, answered in order, back-pressure while the model's queue is full, UNAVAILABLE after a drain.
 """
 
 from __future__ import annotations
@@ -14,18 +15,17 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
 import numpy as np
 from google.protobuf import json_format
 
-from server import errors, metrics
+from server import errors
 from server.errors import ServeError
-from server.grpc import convert
 from server.grpc.gen import grpc_service_pb2 as pb
 from server.grpc.gen import grpc_service_pb2_grpc as pb_grpc
+from server.grpc.interceptor import Bookkeeping
 from server.grpc.streams import OrderedStream, admitted
 from server.settings import Settings
 from server.v2 import tensors
@@ -77,35 +77,12 @@ def infer_response(result: InferResult) -> pb.ModelInferResponse:
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, dataplane: Any, settings: Settings) -> None:
+    def __init__(self, dataplane: Any, settings: Settings, bookkeeping: Bookkeeping) -> None:
         self._service = V2Service(dataplane, settings)
+        self._bookkeeping = bookkeeping
         self._dataplane = dataplane
         self._inflight = settings.stream_max_inflight
         self._default_timeout_s = settings.request_timeout_ms / 1000
-
-    async def _call(
-        self, name: str, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[Any]], model: str
-    ) -> Any:
-        """Run ``work``; record the call; abort with the mapped status on a ``ServeError``."""
-        start = time.perf_counter()
-        model = metrics.model_label(model, self._dataplane.repository.names())
-        try:
-            response = await work()
-        except ServeError as err:
-            failure = err
-        except asyncio.CancelledError:
-            metrics.observe_request(TRANSPORT, METHOD + name, 499, time.perf_counter() - start, model)
-            raise
-        except Exception:
-            log.exception("%s failed", name)
-            failure = errors.internal(f"an unexpected server error in {name} (logged on the server)")
-        else:
-            metrics.observe_request(TRANSPORT, METHOD + name, 200, time.perf_counter() - start, model)
-            return response
-        metrics.observe_request(TRANSPORT, METHOD + name, failure.status, time.perf_counter() - start, model)
-        metrics.observe_error(TRANSPORT, failure.error)
-        context.set_trailing_metadata(convert.error_trailers(failure))
-        await context.abort(convert.grpc_code(failure), failure.detail)
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> pb.ServerLiveResponse:
         return pb.ServerLiveResponse(live=True)
@@ -114,27 +91,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ServerReadyResponse(ready=self._service.server_ready())
 
     async def ModelReady(self, request: pb.ModelReadyRequest, context: Any) -> pb.ModelReadyResponse:
-        async def work() -> pb.ModelReadyResponse:
-            return pb.ModelReadyResponse(ready=self._service.model_ready(request.name, request.version))
-
-        return await self._call("ModelReady", context, work, request.name)
+        return pb.ModelReadyResponse(ready=self._service.model_ready(request.name, request.version))
 
     async def ServerMetadata(self, request: Any, context: Any) -> pb.ServerMetadataResponse:
         return json_format.ParseDict(self._service.server_metadata(), pb.ServerMetadataResponse())
 
     async def ModelMetadata(self, request: pb.ModelMetadataRequest, context: Any) -> pb.ModelMetadataResponse:
-        async def work() -> pb.ModelMetadataResponse:
-            body = self._service.model_metadata(request.name, request.version)
-            return json_format.ParseDict(body, pb.ModelMetadataResponse())
-
-        return await self._call("ModelMetadata", context, work, request.name)
+        body = self._service.model_metadata(request.name, request.version)
+        return json_format.ParseDict(body, pb.ModelMetadataResponse())
 
     async def ModelConfig(self, request: pb.ModelConfigRequest, context: Any) -> pb.ModelConfigResponse:
-        async def work() -> pb.ModelConfigResponse:
-            body = self._service.model_config(request.name, request.version)
-            return json_format.ParseDict({"config": body}, pb.ModelConfigResponse())
-
-        return await self._call("ModelConfig", context, work, request.name)
+        body = self._service.model_config(request.name, request.version)
+        return json_format.ParseDict({"config": body}, pb.ModelConfigResponse())
 
     async def _infer(self, request: pb.ModelInferRequest, time_remaining: float | None, name: str) -> Any:
         deadline = time.monotonic() + time_remaining if time_remaining is not None else None
@@ -142,9 +110,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return await asyncio.to_thread(infer_response, result)
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
-        remaining = context.time_remaining()
-        work = functools.partial(self._infer, request, remaining, "ModelInfer")
-        return await self._call("ModelInfer", context, work, request.model_name)
+        return await self._infer(request, context.time_remaining(), "ModelInfer")
 
     def _stream_deadline(self, remaining: float | None) -> float:
         return time.monotonic() + (self._default_timeout_s if remaining is None else remaining)
@@ -152,29 +118,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def _stream_one(self, request: pb.ModelInferRequest, remaining: float | None) -> Any:
         """One stream request: a response either way (errors in ``error_message``); raises only cancel.
         Shed for a full queue, it waits for room and tries again until its deadline (``admitted``)."""
-        start, endpoint = time.perf_counter(), METHOD + "ModelStreamInfer"
-        model = metrics.model_label(request.model_name, self._dataplane.repository.names())
+        work = functools.partial(self._infer, request, remaining, "ModelStreamInfer")
+        deadline = self._stream_deadline(remaining)
+        admit = functools.partial(admitted, self._dataplane, request.model_name or None, deadline, work)
         try:
-            work = functools.partial(self._infer, request, remaining, "ModelStreamInfer")
-            deadline = self._stream_deadline(remaining)
-            response = await admitted(self._dataplane, request.model_name or None, deadline, work)
-        except ServeError as err:
-            failure = err
-        except asyncio.CancelledError:
-            metrics.observe_request(TRANSPORT, endpoint, 499, time.perf_counter() - start, model)
-            raise
-        except Exception:  # one request must not take the stream down
-            log.exception("stream request %r failed", request.id)
-            failure = errors.internal("an unexpected server error (logged on the server)")
-        else:
-            metrics.observe_request(TRANSPORT, endpoint, 200, time.perf_counter() - start, model)
-            return pb.ModelStreamInferResponse(infer_response=response)
-        metrics.observe_request(TRANSPORT, endpoint, failure.status, time.perf_counter() - start, model)
-        metrics.observe_error(TRANSPORT, failure.error)
-        echo = pb.ModelInferResponse(
-            model_name=request.model_name, model_version=request.model_version, id=request.id
-        )
-        return pb.ModelStreamInferResponse(error_message=failure.detail, infer_response=echo)
+            response = await self._bookkeeping.frame(METHOD + "ModelStreamInfer", request, admit)
+        except ServeError as failure:
+            echo = pb.ModelInferResponse(
+                model_name=request.model_name, model_version=request.model_version, id=request.id
+            )
+            return pb.ModelStreamInferResponse(error_message=failure.detail, infer_response=echo)
+        return pb.ModelStreamInferResponse(infer_response=response)
 
     async def ModelStreamInfer(
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Any

@@ -24,6 +24,7 @@ from server.grpc.gen import grpc_service_pb2, grpc_service_pb2_grpc
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
 from server.grpc.inference import InferenceServicer
+from server.grpc.interceptor import Bookkeeping
 from server.grpc.servicer import SegmentationServicer
 from server.settings import Settings
 
@@ -132,13 +133,14 @@ class GrpcServer:
             ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0),  # a port already taken fails loudly instead of being shared
         ]
-        self.server = grpc.aio.server(options=options)
+        bookkeeping = Bookkeeping(dataplane.repository)  # metrics, status table, tracing, access log
+        self.server = grpc.aio.server(options=options, interceptors=[bookkeeping])
         pb_grpc.add_SegmentationServiceServicer_to_server(
-            SegmentationServicer(dataplane, settings), self.server
+            SegmentationServicer(dataplane, settings, bookkeeping), self.server
         )
         self.health = ReadinessHealth(dataplane)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        inference = InferenceServicer(dataplane, settings)  # the Open Inference Protocol (server/v2)
+        inference = InferenceServicer(dataplane, settings, bookkeeping)  # the Open Inference Protocol
         grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(inference, self.server)
         names = (SERVICE_NAME, INFERENCE_SERVICE_NAME, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME)
         files = (pb.DESCRIPTOR, grpc_service_pb2.DESCRIPTOR, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR)

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from server import errors, metrics
 from server.dataplane import DataPlane
 from server.errors import ServeError
+from server.rest.observe import RequestTracing
 from server.rest.protocol import AmbiguousFraming
 from server.settings import Settings
 
@@ -120,5 +121,6 @@ def build_rest_app(dataplane: DataPlane, settings: Settings) -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(AmbiguousFraming)
-    app.add_middleware(RequestMetrics)  # outermost: counts every answer
+    app.add_middleware(RequestMetrics)  # counts every answer
+    app.add_middleware(RequestTracing)  # outermost: the request's span, request id and access line
     return app

@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
+from prometheus_client.exposition import choose_encoder
 
-from server import errors, imaging, metrics
+from server import errors, metrics, tracing
 from server.dataplane import DataPlane
+from server.outputs.base import Options, options
+from server.outputs.formats import FORMATS, OutputFormat
+from server.outputs.masks import SegmentJSON
 from server.rest.body import BodyLimits, read_image_bytes
 from server.rest.disconnect import client_closed, unless_disconnected
-from server.rest.schemas import ERROR_RESPONSES, ErrorBody, Health, ModelList, SegmentJSON
+from server.rest.schemas import ERROR_RESPONSES, ErrorBody, Health, ModelList
 from server.schemas import ModelDescription
 from server.settings import Settings
 from server.types import SegmentRequest, SegmentResult
 
 router = APIRouter()
-Format = Literal["png", "json", "overlay"]
 ModelName = Annotated[str, Path(description="a served model's name (GET /v1/models)")]
 
 _SEGMENT_BODY = {
@@ -42,9 +45,17 @@ _SEGMENT_BODY = {
 }
 _SEGMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "PNG label mask (default), JSON (format=json or Accept: application/json), "
-        "or the blended overlay PNG (format=overlay). Header X-Segformer-Classes lists present ids.",
-        "content": {"image/png": {}, "application/json": {"schema": SegmentJSON.model_json_schema()}},
+        "description": "PNG label mask (default) or another format (format=, or Accept naming its content "
+        "type; docs/outputs.md). Header X-Segformer-Classes lists present ids.",
+        "content": {
+            "image/png": {},
+            "application/json": {"schema": SegmentJSON.model_json_schema()},
+            **{
+                f.content_type: {}
+                for f in FORMATS.formats
+                if f.content_type not in ("image/png", "application/json")
+            },
+        },
     },
     **ERROR_RESPONSES,
 }
@@ -58,68 +69,83 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def _negotiate(format_: Format | None, accept: str | None) -> Format:
-    if format_ is not None:
-        return format_
-    return "json" if accept and "application/json" in accept.lower() else "png"
-
-
-def _render(result: SegmentResult, format_: Format, alpha: float) -> Response:
-    """Encode the result (runs in a worker thread)."""
-    ids = ",".join(str(c.id) for c in result.classes)
+def _render(result: SegmentResult, fmt: OutputFormat, chosen: Options) -> Response:
+    """Encode the result in ``fmt`` (runs in a worker thread); the format's fields become headers."""
     start = time.perf_counter()
-    if format_ == "overlay":
-        assert result.image is not None
-        body, media = imaging.overlay_png(result.image, result.mask, result.palette, alpha), "image/png"
-    else:
-        png = imaging.encode_mask_png(result.mask)
-        body, media = png, "image/png"
-        if format_ == "json":
-            body = SegmentJSON(
-                width=result.width,
-                height=result.height,
-                model=result.model,
-                classes=result.classes,
-                mask_png_base64=base64.b64encode(png).decode("ascii"),
-                timings_ms={k: v * 1000 for k, v in result.timings.items()},
-            ).model_dump_json()
-            media = "application/json"
+    encoded = fmt.encode(result, chosen)
     metrics.observe_stage(result.model, "encode", time.perf_counter() - start)
+    tracing.stage("encode", time.perf_counter() - start, attributes={"segformer.format": fmt.name})
     timing = ", ".join(f"{k};dur={v * 1000:.2f}" for k, v in result.timings.items())
-    headers = {"X-Segformer-Classes": ids, "X-Segformer-Model": result.model, "Server-Timing": timing}
-    return Response(body, media_type=media, headers=headers)
+    headers = {f"X-Segformer-{k.title()}": v for k, v in encoded.fields.items()}
+    headers["Server-Timing"] = timing
+    return Response(encoded.data, media_type=encoded.content_type, headers=headers)
+
+
+@dataclass(frozen=True)
+class OutputQuery:
+    """The output parameters of a segment request (one dependency for both routes)."""
+
+    format: str | None
+    classes: str | None
+    tolerance: float | None
+    min_area: float | None
+    accept: str | None
 
 
 async def _segment(
     request: Request,
     model: str | None,
-    format_: Format | None,
+    output: OutputQuery,
     mode: str | None,
     timeout_ms: float | None,
-    accept: str | None,
     header_timeout_ms: float | None,
 ) -> Response:
     start = time.monotonic()
     plane, settings = _dataplane(request), _settings(request)
+    fmt = FORMATS.negotiate(output.format, output.accept)
+    chosen = options(output.classes, output.tolerance, output.min_area, settings.overlay_alpha)
+    FORMATS.check(fmt, chosen)
     request.state.model = plane.repository.get(model).name  # 404 / 503 before reading the body
     budget_ms = timeout_ms if timeout_ms is not None else header_timeout_ms
     deadline = start + budget_ms / 1000 if budget_ms is not None else None
     data = await read_image_bytes(request, BodyLimits.of(settings))
     endpoint = request.scope["route"].path
-    work = plane.segment(SegmentRequest(data, mode, deadline, "rest", endpoint, model=model))
+    plane_request = SegmentRequest(
+        data, mode, deadline, "rest", endpoint, model, keep_logits=fmt.needs_logits
+    )
+    work = plane.segment(plane_request)
     result = await unless_disconnected(request, work)
     if result is None:  # nobody to answer (server/rest/disconnect.py)
         return client_closed()
-    return await asyncio.to_thread(_render, result, _negotiate(format_, accept), settings.overlay_alpha)
+    return await asyncio.to_thread(_render, result, fmt, chosen)
 
 
-FormatQuery = Annotated[Format | None, Query(description="png (default), json or overlay")]
+AcceptHeader = Annotated[str | None, Header()]
+FormatQuery = Annotated[
+    str | None, Query(description=f"one of {', '.join(FORMATS.names)} (docs/outputs.md); default png")
+]
+ClassesQuery = Annotated[
+    str | None, Query(description="comma-separated class ids or labels; the others become background")
+]
+PixelsQuery = Annotated[float | None, Query(allow_inf_nan=False, description="polygons: pixels (>= 0)")]
+
+
+def output_query(
+    format: FormatQuery = None,
+    classes: ClassesQuery = None,
+    tolerance: PixelsQuery = None,
+    min_area: PixelsQuery = None,
+    accept: AcceptHeader = None,
+) -> OutputQuery:
+    return OutputQuery(format, classes, tolerance, min_area, accept)
+
+
+Output = Annotated[OutputQuery, Depends(output_query)]
 ModeQuery = Annotated[Literal["resize", "native", "slide"] | None, Query(description="inference mode")]
 TimeoutQuery = Annotated[
     float | None,
     Query(gt=0, allow_inf_nan=False, description="deadline in ms (at most --max-request-timeout-ms)"),
 ]
-AcceptHeader = Annotated[str | None, Header()]
 TimeoutHeader = Annotated[float | None, Header(gt=0, allow_inf_nan=False, description="deadline (ms)")]
 
 
@@ -132,13 +158,12 @@ TimeoutHeader = Annotated[float | None, Header(gt=0, allow_inf_nan=False, descri
 )
 async def segment(
     request: Request,
-    format: FormatQuery = None,
+    output: Output,
     mode: ModeQuery = None,
     timeout_ms: TimeoutQuery = None,
-    accept: AcceptHeader = None,
     x_request_timeout_ms: TimeoutHeader = None,
 ) -> Response:
-    return await _segment(request, None, format, mode, timeout_ms, accept, x_request_timeout_ms)
+    return await _segment(request, None, output, mode, timeout_ms, x_request_timeout_ms)
 
 
 @router.post(
@@ -151,13 +176,12 @@ async def segment(
 async def segment_with(
     request: Request,
     name: ModelName,
-    format: FormatQuery = None,
+    output: Output,
     mode: ModeQuery = None,
     timeout_ms: TimeoutQuery = None,
-    accept: AcceptHeader = None,
     x_request_timeout_ms: TimeoutHeader = None,
 ) -> Response:
-    return await _segment(request, name, format, mode, timeout_ms, accept, x_request_timeout_ms)
+    return await _segment(request, name, output, mode, timeout_ms, x_request_timeout_ms)
 
 
 @router.get("/v1/model", response_model=ModelDescription, responses={503: ERROR_RESPONSES[503]})
@@ -215,6 +239,8 @@ async def readyz(request: Request) -> Health:
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
-async def prometheus_metrics() -> Response:
-    """Prometheus metrics."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+async def prometheus_metrics(accept: AcceptHeader = None) -> Response:
+    """Prometheus metrics; the OpenMetrics exposition (with the latency exemplars' trace ids) when the
+    scraper accepts ``application/openmetrics-text``."""
+    encode, media = choose_encoder(accept or "")
+    return Response(encode(REGISTRY), media_type=media)

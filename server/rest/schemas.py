@@ -5,21 +5,11 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from server.schemas import ModelStatus
-from server.types import ClassStat
 
 
 class ErrorBody(BaseModel):
     error: str = Field(description="short stable kind, e.g. queue_full, corrupt_image")
     detail: str = Field(description="human-readable explanation")
-
-
-class SegmentJSON(BaseModel):
-    width: int
-    height: int
-    model: str = Field(description="the model that answered")
-    classes: list[ClassStat] = Field(description="classes present in the mask, by id")
-    mask_png_base64: str = Field(description="the label mask as PNG (8-bit, 16-bit above 256 classes)")
-    timings_ms: dict[str, float] = Field(description="server-side time per stage")
 
 
 class Health(BaseModel):

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnxruntime as ort
+from opentelemetry.trace import SpanContext
 
-from server import errors
+from server import errors, tracing
 from server.metrics import BATCH_SIZE, QUEUE_DEPTH, SESSION_RUNS
 from server.runtimes.onnxruntime import SessionPool
 
@@ -45,6 +46,7 @@ class _Item:
     future: asyncio.Future[tuple[np.ndarray, float, float]]
     enqueued: float = field(default_factory=time.monotonic)
     queued: bool = True
+    trace: SpanContext | None = field(default_factory=tracing.current_context)  # the batch span links it
 
 
 class Batcher:
@@ -224,7 +226,8 @@ class Batcher:
         SESSION_RUNS.labels(self.model, self.pool.kind(session)).inc()
         try:
             images = items[0].image[None] if len(items) == 1 else np.stack([i.image for i in items])
-            logits = await self.pool.run(session, images)
+            with tracing.batch_span([i.trace for i in items], self._span_attributes(session, len(items))):
+                logits = await self.pool.run(session, images)
         except Exception as exc:
             log.exception("inference failed for a batch of %d", len(items))
             for item in items:
@@ -238,6 +241,16 @@ class Batcher:
         for index, item in enumerate(items):
             if not item.future.done():  # a request that expired meanwhile is simply dropped
                 item.future.set_result((logits[index], start - item.enqueued, seconds))
+
+    def _span_attributes(self, session: ort.InferenceSession, size: int) -> tracing.Attributes:
+        pool = self.pool
+        return {
+            "segformer.model": self.model,
+            "segformer.batch.size": size,
+            "segformer.lane": pool.kind(session),
+            "segformer.runtime": pool.runtime,
+            "segformer.precision": pool.precision,
+        }
 
     @property
     def pending(self) -> int:

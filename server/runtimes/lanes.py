@@ -20,6 +20,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from contract.spec import ModelSpec
+    from server.head import MaskHead
 
 Session = TypeVar("Session")
 
@@ -29,6 +30,7 @@ class Lanes(Generic[Session]):
     ``_infer``, one blocking run of a batch on one session)."""
 
     spec: ModelSpec
+    head: MaskHead
 
     def __init__(
         self, lanes: list[Session], solo: Session | None, thread_prefix: str, streams: int | None = None
@@ -96,3 +98,4 @@ class Lanes(Generic[Session]):
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        self.head.close()  # its band threads

@@ -52,7 +52,10 @@ def _mask_datatype(description: Any) -> str:
 
 def _tensor_specs(description: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     inputs = [{"name": n, "datatype": t, "shape": s} for n, (t, s) in tensors.INPUTS.items()]
+    # the default outputs only: perf_analyzer asks for every listed output, and `probability` needs a
+    # `classes` parameter; the registry's other formats are asked for by name (docs/v2.md)
     outputs = [{"name": n, "datatype": t, "shape": s} for n, (t, s) in tensors.OUTPUTS.items()]
+    outputs = [o for o in outputs if o["name"] in tensors.DEFAULT_OUTPUTS]
     outputs[0]["datatype"] = _mask_datatype(description)
     return inputs, outputs
 
@@ -126,18 +129,20 @@ class V2Service:
                 "(--max-queue-size) are taken in one request"
             )
         requested = tensors.check_outputs(request.outputs)
+        chosen = tensors.output_options(request.parameters, self.settings.overlay_alpha)
+        keep_logits = any(f.needs_logits for f in tensors.formats(requested, chosen))
         deadline = _deadline(request.parameters, deadline, start)
         mode = request.parameters.get("mode")
         if mode is not None and not isinstance(mode, str):
             raise errors.invalid_argument(f"parameter 'mode' is a string (resize or native), got {mode!r}")
         common = {"model": name, "mode": mode, "deadline": deadline}
-        common |= {"transport": transport, "endpoint": endpoint}
+        common |= {"transport": transport, "endpoint": endpoint, "keep_logits": keep_logits}
         if isinstance(images, np.ndarray):
             calls = [SegmentRequest(pixels=p, **common) for p in images]
         else:
             calls = [SegmentRequest(image=i, **common) for i in images]
         results = await _all([self.plane.segment(c) for c in calls])
-        outputs = await asyncio.to_thread(tensors.build_outputs, results, requested)
+        outputs = await asyncio.to_thread(tensors.build_outputs, results, requested, chosen)
         return InferResult(name, str(served), request.id, outputs, requested)
 
 

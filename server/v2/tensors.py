@@ -3,7 +3,9 @@
 Inputs (exactly one): ``image`` BYTES ``[N]``, one encoded JPEG/PNG/WebP/BMP/TIFF per element, or
 ``pixels`` UINT8 ``[N, H, W, 3]`` RGB. Outputs: ``mask`` UINT8 (UINT16 above 256 classes) ``[N, H, W]``
 at the original size, ``mask_png`` BYTES ``[N]`` (one PNG per image), ``classes`` BYTES ``[N]`` (JSON per
-image). Every mistake is a ``ServeError`` 400 naming the tensor.
+image) -- these three when none is named -- and, named, the registry's other formats as BYTES ``[N]``
+(``FORMAT_OUTPUTS``; server/outputs/formats.py), with the request parameters ``classes``, ``tolerance``
+and ``min_area``. Every mistake is a ``ServeError`` 400 naming the tensor.
 """
 
 from __future__ import annotations
@@ -16,17 +18,33 @@ from typing import Any
 
 import numpy as np
 
-from server import errors, imaging
+from server import errors
 from server.errors import shown
+from server.outputs import masks
+from server.outputs.base import Options, kept, options
+from server.outputs.formats import FORMATS, OutputFormat
+from server.types import SegmentResult
 
 BYTES = "BYTES"
 INPUTS: dict[str, tuple[str, list[int]]] = {"image": (BYTES, [-1]), "pixels": ("UINT8", [-1, -1, -1, 3])}
+#: BYTES outputs that are a registry format, one encoded element per image
+FORMAT_OUTPUTS = {
+    "mask_png": "png",
+    "confidence": "confidence",
+    "probability": "probability",
+    "rle": "rle",
+    "polygons": "polygons",
+    "overlay": "overlay",
+}
 OUTPUTS: dict[str, tuple[str, list[int]]] = {
-    "mask": ("UINT8", [-1, -1, -1]),  # UINT16 for models above 256 classes
+    "mask": ("UINT8", [-1, -1, -1]),  # UINT16 for models above 256 classes; the registry's raw bytes
     "mask_png": (BYTES, [-1]),
     "classes": (BYTES, [-1]),
+    **{name: (BYTES, [-1]) for name in FORMAT_OUTPUTS if name != "mask_png"},
 }
 MAX_RANK = 8
+DEFAULT_OUTPUTS = ("mask", "mask_png", "classes")
+EVERY_CLASS = Options()  # no parameters: every class, default tolerances
 MASK_DATATYPES = {np.dtype(np.uint8): "UINT8", np.dtype(np.uint16): "UINT16"}
 _LENGTH = struct.Struct("<I")
 
@@ -165,15 +183,31 @@ def check_outputs(requested: list[RequestedOutput]) -> list[RequestedOutput]:
             raise errors.invalid_argument(
                 f"unknown output {output.name!r}; the outputs are {', '.join(repr(n) for n in OUTPUTS)}"
             )
-    return requested or [RequestedOutput(name) for name in OUTPUTS]
+    return requested or [RequestedOutput(name) for name in DEFAULT_OUTPUTS]
 
 
-def build_outputs(results: list[Any], requested: list[RequestedOutput]) -> list[OutputTensor]:
+def output_options(parameters: dict[str, Any], alpha: float) -> Options:
+    """The request parameters ``classes`` (ids/labels: a list or a comma-separated string),
+    ``tolerance`` and ``min_area``, checked."""
+    return options(parameters.get("classes"), parameters.get("tolerance"), parameters.get("min_area"), alpha)
+
+
+def formats(requested: list[RequestedOutput], chosen: Options) -> list[OutputFormat]:
+    """The registry formats the requested outputs encode (checked against the options)."""
+    found = [FORMATS.get(FORMAT_OUTPUTS[o.name]) for o in requested if o.name in FORMAT_OUTPUTS]
+    for fmt in found:
+        FORMATS.check(fmt, chosen)
+    return found
+
+
+def build_outputs(
+    results: list[SegmentResult], requested: list[RequestedOutput], chosen: Options = EVERY_CLASS
+) -> list[OutputTensor]:
     """The output tensors of a request's results (``SegmentResult``s, one per element), encoded."""
-    return [_output(name.name, results) for name in requested]
+    return [_output(name.name, results, chosen) for name in requested]
 
 
-def _output(name: str, results: list[Any]) -> OutputTensor:
+def _output(name: str, results: list[SegmentResult], chosen: Options) -> OutputTensor:
     n = len(results)
     if name == "mask":
         sizes = sorted({(r.height, r.width) for r in results})
@@ -182,14 +216,17 @@ def _output(name: str, results: list[Any]) -> OutputTensor:
                 f"the images of this request differ in size ({', '.join(f'{w}x{h}' for h, w in sizes)}), "
                 "so 'mask' cannot be one tensor: request 'mask_png' (one PNG per image) instead"
             )
-        mask = np.stack([r.mask for r in results])
+        mask = np.stack([masks.filtered(r, chosen) for r in results])
         datatype = MASK_DATATYPES[mask.dtype]
-        little = np.ascontiguousarray(mask, dtype=mask.dtype.newbyteorder("<"))
-        return OutputTensor(name, datatype, list(mask.shape), little.tobytes(), array=mask)
-    if name == "mask_png":
-        items = [imaging.encode_mask_png(r.mask) for r in results]
+        return OutputTensor(name, datatype, list(mask.shape), masks.raw_bytes(mask), array=mask)
+    if name in FORMAT_OUTPUTS:
+        items = [FORMATS.get(FORMAT_OUTPUTS[name]).encode(r, chosen).data for r in results]
     else:
-        items = [
-            json.dumps([c.model_dump() for c in r.classes], separators=(",", ":")).encode() for r in results
-        ]
+        items = [_classes(r, chosen) for r in results]
     return OutputTensor(name, BYTES, [n], join_bytes(items), elements=items)
+
+
+def _classes(result: SegmentResult, chosen: Options) -> bytes:
+    present = set(kept(result, chosen))
+    stats = [c.model_dump() for c in result.classes if c.id in present]
+    return json.dumps(stats, separators=(",", ":")).encode()

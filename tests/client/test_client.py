@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -143,3 +144,58 @@ def test_sixteen_bit_masks_decode_from_png_and_raw() -> None:
     for seg in (png, raw):
         assert seg.mask().dtype == np.uint16 and np.array_equal(seg.mask(), mask)
     assert np.array_equal(decode_mask(raw.mask_png()), mask)
+
+
+def test_the_readme_form_url_first_and_messages_keep_the_url(
+    live: LiveServer, frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"grpc://{live.grpc_address}"
+    assert main([url, str(frames), "-o", str(tmp_path / "masks"), "-q"]) == 1  # one broken frame
+    assert "12 segmented, 1 failed" in capsys.readouterr().out
+    image = next(frames.glob("*.png"))
+    assert main(["grpc://127.0.0.1:1", "--timeout", "2", str(image), "-o", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "segformer-client: grpc://127.0.0.1:1: UNAVAILABLE" in err and "grpc:/127" not in err
+    with pytest.raises(SystemExit):
+        main([url, str(tmp_path / "missing.png")])
+    assert f"not found: {tmp_path / 'missing.png'}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([url, "--url", url, str(image)])
+    assert "two server URLs" in capsys.readouterr().err
+
+
+def test_info_over_grpc_is_the_rest_body(live: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
+    rest = httpx.get(f"{live.rest_url}/v1/model", timeout=30).json()
+    assert main([f"grpc://{live.grpc_address}", "--info"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == rest and list(printed) == list(rest)  # the same keys in the same order
+    assert isinstance(printed["num_labels"], int) and isinstance(printed["version"], int)
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_a_named_model(
+    live: LiveServer, frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], transport: str
+) -> None:
+    url = live.rest_url if transport == "rest" else f"grpc://{live.grpc_address}"
+    image = str(next(frames.glob("*.png")))
+    assert main([url, "--model", "segformer-b0-random", image, "-o", str(tmp_path), "-q"]) == 0
+    assert "1 segmented, 0 failed" in capsys.readouterr().out
+    assert main([url, "--model", "nope", image, "-o", str(tmp_path)]) == 2
+    assert ("404" if transport == "rest" else "NOT_FOUND") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_a_format_of_the_servers_by_name(
+    live: LiveServer, frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], transport: str
+) -> None:
+    url = live.rest_url if transport == "rest" else f"grpc://{live.grpc_address}"
+    image = next(frames.glob("*.png"))
+    assert main([url, "--format", "rle", str(image), "-o", str(tmp_path)]) == 0
+    assert "rle, " in capsys.readouterr().out
+    png = {"Content-Type": "image/png"}
+    rest = httpx.post(
+        f"{live.rest_url}/v1/segment?format=rle", content=image.read_bytes(), headers=png, timeout=60
+    )
+    assert (tmp_path / f"{image.stem}.rle.json").read_bytes() == rest.content
+    assert main([url, "--format", "nope", str(image), "-o", str(tmp_path)]) == 2
+    assert "unknown format 'nope'" in capsys.readouterr().err

@@ -183,5 +183,13 @@ def test_dockerignore_keeps_the_context_to_the_install() -> None:
         if line.strip() and not line.startswith("#")
     ]
     assert lines[0] == "*"
-    assert {"!pyproject.toml", "!README.md", "!contract/", "!model/", "!export/", "!server/", "!client/"} <= set(lines)
+    assert {
+        "!pyproject.toml",
+        "!README.md",
+        "!contract/",
+        "!model/",
+        "!export/",
+        "!server/",
+        "!client/",
+    } <= set(lines)
     assert "**/*.onnx" in lines

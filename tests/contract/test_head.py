@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from contract.head import STAGE_CUT, cut, split
-from server.head import MaskHead, axis_weights
+from server.head import PARALLEL_PIXELS, MaskHead, axis_weights
 
 CPU = ["CPUExecutionProvider"]
 SIZES = [(683, 512), (333, 517), (37, 1021)]
@@ -103,3 +103,44 @@ def test_cut_at_the_stages_gives_two_parts_equal_to_the_body(random_b0_onnx: Pat
     assert cut(body, ("no-such-tensor",)) is None
     # the back part would need the image too: not a cut
     assert cut(body, STAGE_CUT[1:]) is None
+
+
+def _reference_mask(logits: np.ndarray, size: tuple[int, int], dtype: np.dtype) -> np.ndarray:
+    """Every class upsampled with torch's arithmetic (x first, then y), one class at a time, the argmax
+    over the running maximum (first class on ties): the full-size reference without a [C, H, W] array."""
+    (y0, y1, wy0, wy1), (x0, x1, wx0, wx1) = (
+        axis_weights(logits.shape[1], size[0]),
+        axis_weights(logits.shape[2], size[1]),
+    )
+    best, labels = np.full(size, -np.inf, np.float32), np.zeros(size, dtype)
+    for c, plane in enumerate(logits):
+        columns = plane[:, x0] * wx0 + plane[:, x1] * wx1
+        value = columns[y0] * wy0[:, None] + columns[y1] * wy1[:, None]
+        higher = value > best
+        np.copyto(best, value, where=higher)
+        labels[higher] = c
+    return labels
+
+
+def test_banded_parallel_head_at_12_mpx_equals_the_reference() -> None:
+    """A phone photo's mask (4032x3024, above ``PARALLEL_PIXELS``): bands on the thread pool, mixed
+    cells with 2..C surviving candidates (smooth regions, a noisy patch, near-ties), and both modes."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[0:96, 0:128].astype(np.float32)
+    logits = np.stack([np.sin(y / (5 + c) + c) + np.cos(x / (7 + c)) for c in range(6)]).astype(np.float32)
+    logits[:, 30:50, 60:90] += rng.standard_normal((6, 20, 30), dtype=np.float32)  # every cell mixed
+    logits[1, 70:80] = logits[0, 70:80] + np.float32(1e-6)  # near-ties: pruning must keep both
+    size = (3024, 4032)
+    assert size[0] * size[1] >= PARALLEL_PIXELS
+    for head in (
+        MaskHead("topk", 6, np.dtype(np.uint8), concurrency=2),
+        MaskHead("full", 0, np.dtype(np.uint16), concurrency=3),
+    ):
+        try:
+            got = head.run(logits, size)
+            assert got.shape == size and got.dtype == head.mask_dtype
+            assert np.array_equal(got, _reference_mask(logits, size, head.mask_dtype)), head.mode
+            alone = MaskHead(head.mode, head.topk, head.mask_dtype)  # one band on the caller's thread
+            assert np.array_equal(alone.run(logits, size), got)
+        finally:
+            head.close()

@@ -20,6 +20,8 @@ from server import errors
 from server.errors import ServeError
 from server.grpc import convert
 from server.grpc.gen import segmentation_pb2 as pb
+from server.outputs.base import options
+from tests.server.outputs.synthetic import with_mask
 
 ROOT = Path(__file__).resolve().parents[2]
 GEN = ROOT / "server" / "grpc" / "gen"
@@ -89,8 +91,8 @@ def test_request_deadline_is_the_earliest_of_call_and_frame_budget() -> None:
 
 def test_raw_masks_are_little_endian_row_major() -> None:
     mask = np.arange(12, dtype=np.uint16).reshape(3, 4) * 300
-    encoded = convert.encode_mask(mask, pb.MASK_FORMAT_RAW)
+    encoded = convert.encode_mask(with_mask(mask), pb.MASK_FORMAT_RAW, options())
     assert (encoded.width, encoded.height, encoded.dtype) == (4, 3, pb.MASK_DTYPE_UINT16)
     assert np.array_equal(np.frombuffer(encoded.data, "<u2").reshape(3, 4), mask)
-    png = convert.encode_mask(mask.astype(np.uint8), pb.MASK_FORMAT_UNSPECIFIED)
+    png = convert.encode_mask(with_mask(mask.astype(np.uint8) % 7), pb.MASK_FORMAT_UNSPECIFIED, options())
     assert png.format == pb.MASK_FORMAT_PNG and png.data.startswith(b"\x89PNG")

@@ -42,12 +42,3 @@ def test_streaming_example_runs(live: LiveServer, tmp_path: Path) -> None:
     assert lines[0] == "segformer-b0-random"
     assert [line.split(":")[0] for line in lines[1:]] == [f"{i:04d}.jpg" for i in range(5)]
     assert "corrupt_image" in lines[3] and "120x90, mostly" in lines[1]
-
-
-def test_client_example_runs(live: LiveServer, tmp_path: Path) -> None:
-    code = _python_blocks()[1]
-    assert "SegformerClient" in code
-    _frames(tmp_path, 3)
-    lines = _run(code.replace("127.0.0.1:50051", live.grpc_address), tmp_path).splitlines()
-    assert lines[0].startswith("200 150 [(")
-    assert [line.split()[0] for line in lines[1:]] == ["0", "1", "2"]

@@ -5,16 +5,17 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from server.errors import ServeError
 from server.rest.v2_body import parse_infer, render_infer
+from server.types import SegmentResult
 from server.v2 import tensors
 from server.v2.service import InferResult
 from server.v2.tensors import InputTensor, RequestedOutput
+from tests.server.outputs.synthetic import with_mask
 
 
 def test_bytes_elements_round_trip() -> None:
@@ -69,10 +70,8 @@ def test_outputs_default_to_all_and_unknown_ones_are_refused() -> None:
         tensors.check_outputs([RequestedOutput("logits")])
 
 
-def _result(height: int, width: int, dtype: type = np.uint8) -> SimpleNamespace:
-    mask = np.arange(height * width, dtype=dtype).reshape(height, width) % 7
-    classes = [SimpleNamespace(model_dump=lambda: {"id": 0, "label": "wall", "pixels": 1, "fraction": 1.0})]
-    return SimpleNamespace(mask=mask, height=height, width=width, classes=classes)
+def _result(height: int, width: int, dtype: type = np.uint8) -> SegmentResult:
+    return with_mask(np.arange(height * width, dtype=dtype).reshape(height, width) % 7)
 
 
 def test_mask_is_one_tensor_and_mixed_sizes_ask_for_mask_png() -> None:

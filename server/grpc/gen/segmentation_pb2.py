@@ -25,45 +25,51 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fsegformer/v1/segmentation.proto\x12\x0csegformer.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xae\x01\n\x0eSegmentRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x10\n\x08\x66rame_id\x18\x02 \x01(\x04\x12)\n\x04mode\x18\x03 \x01(\x0e\x32\x1b.segformer.v1.InferenceMode\x12-\n\x0bmask_format\x18\x04 \x01(\x0e\x32\x18.segformer.v1.MaskFormat\x12\x12\n\ntimeout_ms\x18\x05 \x01(\r\x12\r\n\x05model\x18\x06 \x01(\t\"\x85\x01\n\x04Mask\x12(\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x18.segformer.v1.MaskFormat\x12&\n\x05\x64type\x18\x02 \x01(\x0e\x32\x17.segformer.v1.MaskDtype\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"H\n\tClassStat\x12\n\n\x02id\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0e\n\x06pixels\x18\x03 \x01(\x04\x12\x10\n\x08\x66raction\x18\x04 \x01(\x01\"R\n\x0b\x46rameStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x15\n\rretry_after_s\x18\x04 \x01(\r\"\x96\x02\n\x0fSegmentResponse\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\x04\x12)\n\x06status\x18\x02 \x01(\x0b\x32\x19.segformer.v1.FrameStatus\x12 \n\x04mask\x18\x03 \x01(\x0b\x32\x12.segformer.v1.Mask\x12(\n\x07\x63lasses\x18\x04 \x03(\x0b\x32\x17.segformer.v1.ClassStat\x12;\n\x07timings\x18\x05 \x03(\x0b\x32*.segformer.v1.SegmentResponse.TimingsEntry\x12\r\n\x05model\x18\x06 \x01(\t\x1a.\n\x0cTimingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x13\n\x11ListModelsRequest\"\x85\x01\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x03 \x01(\x08\x12\x0f\n\x07version\x18\x04 \x01(\r\x12\x15\n\rsource_sha256\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x11\n\treloading\x18\x07 \x01(\x08\"P\n\x12ListModelsResponse\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x01 \x01(\t\x12)\n\x06models\x18\x02 \x03(\x0b\x32\x19.segformer.v1.ModelStatus\"6\n\nModelClass\x12\n\n\x02id\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05\x63olor\x18\x03 \x03(\r\"\xaa\x02\n\x10GetModelResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x12\n\nnum_labels\x18\x03 \x01(\r\x12)\n\x07\x63lasses\x18\x04 \x03(\x0b\x32\x18.segformer.v1.ModelClass\x12\x18\n\x10inference_height\x18\x05 \x01(\r\x12\x17\n\x0finference_width\x18\x06 \x01(\r\x12\x0c\n\x04mode\x18\x07 \x01(\t\x12\x12\n\nmask_dtype\x18\x08 \x01(\t\x12\x11\n\tproviders\x18\t \x03(\t\x12\x0f\n\x07version\x18\n \x01(\r\x12\x15\n\rsource_sha256\x18\x0b \x01(\t\x12(\n\x07\x64\x65tails\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct*\x7f\n\rInferenceMode\x12\x1e\n\x1aINFERENCE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15INFERENCE_MODE_RESIZE\x10\x01\x12\x19\n\x15INFERENCE_MODE_NATIVE\x10\x02\x12\x18\n\x14INFERENCE_MODE_SLIDE\x10\x03*S\n\nMaskFormat\x12\x1b\n\x17MASK_FORMAT_UNSPECIFIED\x10\x00\x12\x13\n\x0fMASK_FORMAT_PNG\x10\x01\x12\x13\n\x0fMASK_FORMAT_RAW\x10\x02*T\n\tMaskDtype\x12\x1a\n\x16MASK_DTYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10MASK_DTYPE_UINT8\x10\x01\x12\x15\n\x11MASK_DTYPE_UINT16\x10\x02\x32\xcb\x02\n\x13SegmentationService\x12\x46\n\x07Segment\x12\x1c.segformer.v1.SegmentRequest\x1a\x1d.segformer.v1.SegmentResponse\x12P\n\rStreamSegment\x12\x1c.segformer.v1.SegmentRequest\x1a\x1d.segformer.v1.SegmentResponse(\x01\x30\x01\x12I\n\x08GetModel\x12\x1d.segformer.v1.GetModelRequest\x1a\x1e.segformer.v1.GetModelResponse\x12O\n\nListModels\x12\x1f.segformer.v1.ListModelsRequest\x1a .segformer.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fsegformer/v1/segmentation.proto\x12\x0csegformer.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xf4\x01\n\x0eSegmentRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x10\n\x08\x66rame_id\x18\x02 \x01(\x04\x12)\n\x04mode\x18\x03 \x01(\x0e\x32\x1b.segformer.v1.InferenceMode\x12-\n\x0bmask_format\x18\x04 \x01(\x0e\x32\x18.segformer.v1.MaskFormat\x12\x12\n\ntimeout_ms\x18\x05 \x01(\r\x12\r\n\x05model\x18\x06 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x07 \x01(\t\x12\x0f\n\x07\x63lasses\x18\x08 \x03(\t\x12\x11\n\ttolerance\x18\t \x01(\x01\x12\x10\n\x08min_area\x18\n \x01(\x01\"\x9d\x01\n\x06Output\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x30\n\x06\x66ields\x18\x04 \x03(\x0b\x32 .segformer.v1.Output.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x85\x01\n\x04Mask\x12(\n\x06\x66ormat\x18\x01 \x01(\x0e\x32\x18.segformer.v1.MaskFormat\x12&\n\x05\x64type\x18\x02 \x01(\x0e\x32\x17.segformer.v1.MaskDtype\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"H\n\tClassStat\x12\n\n\x02id\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0e\n\x06pixels\x18\x03 \x01(\x04\x12\x10\n\x08\x66raction\x18\x04 \x01(\x01\"R\n\x0b\x46rameStatus\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x15\n\rretry_after_s\x18\x04 \x01(\r\"\xbc\x02\n\x0fSegmentResponse\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\x04\x12)\n\x06status\x18\x02 \x01(\x0b\x32\x19.segformer.v1.FrameStatus\x12 \n\x04mask\x18\x03 \x01(\x0b\x32\x12.segformer.v1.Mask\x12(\n\x07\x63lasses\x18\x04 \x03(\x0b\x32\x17.segformer.v1.ClassStat\x12;\n\x07timings\x18\x05 \x03(\x0b\x32*.segformer.v1.SegmentResponse.TimingsEntry\x12\r\n\x05model\x18\x06 \x01(\t\x12$\n\x06output\x18\x07 \x01(\x0b\x32\x14.segformer.v1.Output\x1a.\n\x0cTimingsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x13\n\x11ListModelsRequest\"\x85\x01\n\x0bModelStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x03 \x01(\x08\x12\x0f\n\x07version\x18\x04 \x01(\r\x12\x15\n\rsource_sha256\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x11\n\treloading\x18\x07 \x01(\x08\"P\n\x12ListModelsResponse\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x01 \x01(\t\x12)\n\x06models\x18\x02 \x03(\x0b\x32\x19.segformer.v1.ModelStatus\"6\n\nModelClass\x12\n\n\x02id\x18\x01 \x01(\r\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05\x63olor\x18\x03 \x03(\r\"\xc0\x02\n\x10GetModelResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x12\n\nnum_labels\x18\x03 \x01(\r\x12)\n\x07\x63lasses\x18\x04 \x03(\x0b\x32\x18.segformer.v1.ModelClass\x12\x18\n\x10inference_height\x18\x05 \x01(\r\x12\x17\n\x0finference_width\x18\x06 \x01(\r\x12\x0c\n\x04mode\x18\x07 \x01(\t\x12\x12\n\nmask_dtype\x18\x08 \x01(\t\x12\x11\n\tproviders\x18\t \x03(\t\x12\x0f\n\x07version\x18\n \x01(\r\x12\x15\n\rsource_sha256\x18\x0b \x01(\t\x12(\n\x07\x64\x65tails\x18\x0f \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0c\x64\x65tails_json\x18\x10 \x01(\t*\x7f\n\rInferenceMode\x12\x1e\n\x1aINFERENCE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15INFERENCE_MODE_RESIZE\x10\x01\x12\x19\n\x15INFERENCE_MODE_NATIVE\x10\x02\x12\x18\n\x14INFERENCE_MODE_SLIDE\x10\x03*S\n\nMaskFormat\x12\x1b\n\x17MASK_FORMAT_UNSPECIFIED\x10\x00\x12\x13\n\x0fMASK_FORMAT_PNG\x10\x01\x12\x13\n\x0fMASK_FORMAT_RAW\x10\x02*T\n\tMaskDtype\x12\x1a\n\x16MASK_DTYPE_UNSPECIFIED\x10\x00\x12\x14\n\x10MASK_DTYPE_UINT8\x10\x01\x12\x15\n\x11MASK_DTYPE_UINT16\x10\x02\x32\xcb\x02\n\x13SegmentationService\x12\x46\n\x07Segment\x12\x1c.segformer.v1.SegmentRequest\x1a\x1d.segformer.v1.SegmentResponse\x12P\n\rStreamSegment\x12\x1c.segformer.v1.SegmentRequest\x1a\x1d.segformer.v1.SegmentResponse(\x01\x30\x01\x12I\n\x08GetModel\x12\x1d.segformer.v1.GetModelRequest\x1a\x1e.segformer.v1.GetModelResponse\x12O\n\nListModels\x12\x1f.segformer.v1.ListModelsRequest\x1a .segformer.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'segformer.v1.segmentation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_OUTPUT_FIELDSENTRY']._loaded_options = None
+  _globals['_OUTPUT_FIELDSENTRY']._serialized_options = b'8\001'
   _globals['_SEGMENTRESPONSE_TIMINGSENTRY']._loaded_options = None
   _globals['_SEGMENTRESPONSE_TIMINGSENTRY']._serialized_options = b'8\001'
-  _globals['_INFERENCEMODE']._serialized_start=1460
-  _globals['_INFERENCEMODE']._serialized_end=1587
-  _globals['_MASKFORMAT']._serialized_start=1589
-  _globals['_MASKFORMAT']._serialized_end=1672
-  _globals['_MASKDTYPE']._serialized_start=1674
-  _globals['_MASKDTYPE']._serialized_end=1758
+  _globals['_INFERENCEMODE']._serialized_start=1750
+  _globals['_INFERENCEMODE']._serialized_end=1877
+  _globals['_MASKFORMAT']._serialized_start=1879
+  _globals['_MASKFORMAT']._serialized_end=1962
+  _globals['_MASKDTYPE']._serialized_start=1964
+  _globals['_MASKDTYPE']._serialized_end=2048
   _globals['_SEGMENTREQUEST']._serialized_start=80
-  _globals['_SEGMENTREQUEST']._serialized_end=254
-  _globals['_MASK']._serialized_start=257
-  _globals['_MASK']._serialized_end=390
-  _globals['_CLASSSTAT']._serialized_start=392
-  _globals['_CLASSSTAT']._serialized_end=464
-  _globals['_FRAMESTATUS']._serialized_start=466
-  _globals['_FRAMESTATUS']._serialized_end=548
-  _globals['_SEGMENTRESPONSE']._serialized_start=551
-  _globals['_SEGMENTRESPONSE']._serialized_end=829
-  _globals['_SEGMENTRESPONSE_TIMINGSENTRY']._serialized_start=783
-  _globals['_SEGMENTRESPONSE_TIMINGSENTRY']._serialized_end=829
-  _globals['_GETMODELREQUEST']._serialized_start=831
-  _globals['_GETMODELREQUEST']._serialized_end=862
-  _globals['_LISTMODELSREQUEST']._serialized_start=864
-  _globals['_LISTMODELSREQUEST']._serialized_end=883
-  _globals['_MODELSTATUS']._serialized_start=886
-  _globals['_MODELSTATUS']._serialized_end=1019
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1021
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1101
-  _globals['_MODELCLASS']._serialized_start=1103
-  _globals['_MODELCLASS']._serialized_end=1157
-  _globals['_GETMODELRESPONSE']._serialized_start=1160
-  _globals['_GETMODELRESPONSE']._serialized_end=1458
-  _globals['_SEGMENTATIONSERVICE']._serialized_start=1761
-  _globals['_SEGMENTATIONSERVICE']._serialized_end=2092
+  _globals['_SEGMENTREQUEST']._serialized_end=324
+  _globals['_OUTPUT']._serialized_start=327
+  _globals['_OUTPUT']._serialized_end=484
+  _globals['_OUTPUT_FIELDSENTRY']._serialized_start=439
+  _globals['_OUTPUT_FIELDSENTRY']._serialized_end=484
+  _globals['_MASK']._serialized_start=487
+  _globals['_MASK']._serialized_end=620
+  _globals['_CLASSSTAT']._serialized_start=622
+  _globals['_CLASSSTAT']._serialized_end=694
+  _globals['_FRAMESTATUS']._serialized_start=696
+  _globals['_FRAMESTATUS']._serialized_end=778
+  _globals['_SEGMENTRESPONSE']._serialized_start=781
+  _globals['_SEGMENTRESPONSE']._serialized_end=1097
+  _globals['_SEGMENTRESPONSE_TIMINGSENTRY']._serialized_start=1051
+  _globals['_SEGMENTRESPONSE_TIMINGSENTRY']._serialized_end=1097
+  _globals['_GETMODELREQUEST']._serialized_start=1099
+  _globals['_GETMODELREQUEST']._serialized_end=1130
+  _globals['_LISTMODELSREQUEST']._serialized_start=1132
+  _globals['_LISTMODELSREQUEST']._serialized_end=1151
+  _globals['_MODELSTATUS']._serialized_start=1154
+  _globals['_MODELSTATUS']._serialized_end=1287
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1289
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1369
+  _globals['_MODELCLASS']._serialized_start=1371
+  _globals['_MODELCLASS']._serialized_end=1425
+  _globals['_GETMODELRESPONSE']._serialized_start=1428
+  _globals['_GETMODELRESPONSE']._serialized_end=1748
+  _globals['_SEGMENTATIONSERVICE']._serialized_start=2051
+  _globals['_SEGMENTATIONSERVICE']._serialized_end=2382
 # @@protoc_insertion_point(module_scope)

@@ -38,20 +38,47 @@ MASK_DTYPE_UINT8: MaskDtype
 MASK_DTYPE_UINT16: MaskDtype
 
 class SegmentRequest(_message.Message):
-    __slots__ = ("image", "frame_id", "mode", "mask_format", "timeout_ms", "model")
+    __slots__ = ("image", "frame_id", "mode", "mask_format", "timeout_ms", "model", "format", "classes", "tolerance", "min_area")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     FRAME_ID_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     MASK_FORMAT_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    TOLERANCE_FIELD_NUMBER: _ClassVar[int]
+    MIN_AREA_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     frame_id: int
     mode: InferenceMode
     mask_format: MaskFormat
     timeout_ms: int
     model: str
-    def __init__(self, image: _Optional[bytes] = ..., frame_id: _Optional[int] = ..., mode: _Optional[_Union[InferenceMode, str]] = ..., mask_format: _Optional[_Union[MaskFormat, str]] = ..., timeout_ms: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
+    format: str
+    classes: _containers.RepeatedScalarFieldContainer[str]
+    tolerance: float
+    min_area: float
+    def __init__(self, image: _Optional[bytes] = ..., frame_id: _Optional[int] = ..., mode: _Optional[_Union[InferenceMode, str]] = ..., mask_format: _Optional[_Union[MaskFormat, str]] = ..., timeout_ms: _Optional[int] = ..., model: _Optional[str] = ..., format: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., tolerance: _Optional[float] = ..., min_area: _Optional[float] = ...) -> None: ...
+
+class Output(_message.Message):
+    __slots__ = ("format", "content_type", "data", "fields")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    format: str
+    content_type: str
+    data: bytes
+    fields: _containers.ScalarMap[str, str]
+    def __init__(self, format: _Optional[str] = ..., content_type: _Optional[str] = ..., data: _Optional[bytes] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Mask(_message.Message):
     __slots__ = ("format", "dtype", "width", "height", "data")
@@ -92,7 +119,7 @@ class FrameStatus(_message.Message):
     def __init__(self, code: _Optional[int] = ..., error: _Optional[str] = ..., message: _Optional[str] = ..., retry_after_s: _Optional[int] = ...) -> None: ...
 
 class SegmentResponse(_message.Message):
-    __slots__ = ("frame_id", "status", "mask", "classes", "timings", "model")
+    __slots__ = ("frame_id", "status", "mask", "classes", "timings", "model", "output")
     class TimingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -106,13 +133,15 @@ class SegmentResponse(_message.Message):
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
     frame_id: int
     status: FrameStatus
     mask: Mask
     classes: _containers.RepeatedCompositeFieldContainer[ClassStat]
     timings: _containers.ScalarMap[str, float]
     model: str
-    def __init__(self, frame_id: _Optional[int] = ..., status: _Optional[_Union[FrameStatus, _Mapping]] = ..., mask: _Optional[_Union[Mask, _Mapping]] = ..., classes: _Optional[_Iterable[_Union[ClassStat, _Mapping]]] = ..., timings: _Optional[_Mapping[str, float]] = ..., model: _Optional[str] = ...) -> None: ...
+    output: Output
+    def __init__(self, frame_id: _Optional[int] = ..., status: _Optional[_Union[FrameStatus, _Mapping]] = ..., mask: _Optional[_Union[Mask, _Mapping]] = ..., classes: _Optional[_Iterable[_Union[ClassStat, _Mapping]]] = ..., timings: _Optional[_Mapping[str, float]] = ..., model: _Optional[str] = ..., output: _Optional[_Union[Output, _Mapping]] = ...) -> None: ...
 
 class GetModelRequest(_message.Message):
     __slots__ = ("name",)
@@ -161,7 +190,7 @@ class ModelClass(_message.Message):
     def __init__(self, id: _Optional[int] = ..., label: _Optional[str] = ..., color: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GetModelResponse(_message.Message):
-    __slots__ = ("name", "variant", "num_labels", "classes", "inference_height", "inference_width", "mode", "mask_dtype", "providers", "version", "source_sha256", "details")
+    __slots__ = ("name", "variant", "num_labels", "classes", "inference_height", "inference_width", "mode", "mask_dtype", "providers", "version", "source_sha256", "details", "details_json")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VARIANT_FIELD_NUMBER: _ClassVar[int]
     NUM_LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +203,7 @@ class GetModelResponse(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SOURCE_SHA256_FIELD_NUMBER: _ClassVar[int]
     DETAILS_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
     name: str
     variant: str
     num_labels: int
@@ -186,4 +216,5 @@ class GetModelResponse(_message.Message):
     version: int
     source_sha256: str
     details: _struct_pb2.Struct
-    def __init__(self, name: _Optional[str] = ..., variant: _Optional[str] = ..., num_labels: _Optional[int] = ..., classes: _Optional[_Iterable[_Union[ModelClass, _Mapping]]] = ..., inference_height: _Optional[int] = ..., inference_width: _Optional[int] = ..., mode: _Optional[str] = ..., mask_dtype: _Optional[str] = ..., providers: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., source_sha256: _Optional[str] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    details_json: str
+    def __init__(self, name: _Optional[str] = ..., variant: _Optional[str] = ..., num_labels: _Optional[int] = ..., classes: _Optional[_Iterable[_Union[ModelClass, _Mapping]]] = ..., inference_height: _Optional[int] = ..., inference_width: _Optional[int] = ..., mode: _Optional[str] = ..., mask_dtype: _Optional[str] = ..., providers: _Optional[_Iterable[str]] = ..., version: _Optional[int] = ..., source_sha256: _Optional[str] = ..., details: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., details_json: _Optional[str] = ...) -> None: ...

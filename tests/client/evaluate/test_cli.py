@@ -81,6 +81,7 @@ def test_rest_and_grpc_give_the_graphs_numbers_recorded_in_docs(
     assert (rest["transport"], grpc["transport"]) == ("rest", "grpc")
     assert rest["images"] == grpc["images"] == 1 and rest["mode"] == grpc["mode"] == "resize"
     assert rest["model"] == "segformer-b0-ade20k" and rest["precision"] == "fp32"
+    assert rest["runtime"] == "onnxruntime" and "segformer-b0-ade20k fp32 on onnxruntime" in captured.out
     assert rest["classes"] == grpc["classes"] and rest["mIoU"] == grpc["mIoU"]
     ious, aacc, miou = _reference(real_b0_onnx, ade, "resize")
     assert [c["iou"] for c in rest["classes"]] == pytest.approx(ious, abs=1e-9)
@@ -203,3 +204,13 @@ def test_a_model_target_checks_the_folders_first_and_reports_a_server_that_fails
     assert f"images folder {tmp_path / 'none'} does not exist" in err and "local" not in err
     err = _fails([str(missing), "--images", str(ade), "--labels", str(ade), "-q"], capsys)
     assert "the local server exited with" in err and "missing.onnx" in err
+
+
+def test_the_header_and_json_show_the_precision_the_server_computes_in(
+    ade: Path, real_b0_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OpenVINO ``mixed`` from an fp32 graph: the run says ``mixed`` (it said the graph's ``fp32``)."""
+    serve = ["--serve-arg=--runtime=openvino", "--serve-arg=--precision=mixed", "--serve-arg=--sessions=1"]
+    run = _eval(str(real_b0_onnx), ade, tmp_path / "mixed.json", "-q", *serve)
+    assert (run["precision"], run["graph_precision"], run["runtime"]) == ("mixed", "fp32", "openvino")
+    assert "segformer-b0-ade20k mixed on openvino mode=resize" in capsys.readouterr().out

@@ -62,16 +62,25 @@ export async function describeModel(name) {
   return (await request(`${MODELS}/${encodeURIComponent(name)}`)).json();
 }
 
-// POST the image to the model; the JSON result {width, height, classes, mask_png_base64, timings_ms}.
-export async function segment(name, blob, mode) {
-  const query = new URLSearchParams({ format: "json" });
+// POST the image to the model for one output format (docs/outputs.md); the fetch Response.
+async function segmentAs(name, blob, mode, format) {
+  const query = new URLSearchParams({ format });
   if (mode) query.set("mode", mode);
   // the server sniffs the real format; octet-stream for files the browser has no type for
   const type = blob.type && blob.type.startsWith("image/") ? blob.type : "application/octet-stream";
-  const response = await request(`${MODELS}/${encodeURIComponent(name)}/segment?${query}`, {
+  return request(`${MODELS}/${encodeURIComponent(name)}/segment?${query}`, {
     method: "POST",
     headers: { "Content-Type": type },
     body: blob,
   });
-  return response.json();
+}
+
+// The JSON result {width, height, classes, mask_png_base64, timings_ms}.
+export async function segment(name, blob, mode) {
+  return (await segmentAs(name, blob, mode, "json")).json();
+}
+
+// Another format's body as a Blob: "confidence" (8-bit PNG), "polygons" (GeoJSON), ...
+export async function segmentBlob(name, blob, mode, format) {
+  return (await segmentAs(name, blob, mode, format)).blob();
 }

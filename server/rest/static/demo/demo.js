@@ -1,5 +1,5 @@
 // The demo page: pick a model, drop an image or start the camera, see the segmentation.
-import { ApiError, describeModel, listModels, segment } from "./api.js";
+import { ApiError, describeModel, listModels, segment, segmentBlob } from "./api.js";
 import { decodeMask, paintMask, paletteOf } from "./mask.js";
 import { Camera } from "./camera.js";
 import { exifOrientation, orientedView } from "./orient.js";
@@ -9,17 +9,20 @@ const ui = {
   model: $("model"), mode: $("mode"), modelInfo: $("model-info"), choose: $("choose"), file: $("file"),
   camera: $("camera"),
   opacity: $("opacity"), opacityValue: $("opacity-value"), downloadMask: $("download-mask"),
-  downloadOverlay: $("download-overlay"), error: $("error"), stage: $("stage"), image: $("image-canvas"),
+  downloadOverlay: $("download-overlay"), downloadGeojson: $("download-geojson"), view: $("view"),
+  error: $("error"), stage: $("stage"), image: $("image-canvas"),
   overlay: $("overlay-canvas"), tip: $("tip"), video: $("video"), hover: $("hover"), legend: $("legend"),
   legendEmpty: $("legend-empty"), timings: $("timings"), fps: $("fps"),
 };
-const STAGES = ["decode", "preprocess", "queue", "inference", "postprocess", "encode", "total"];
+// the stages the server reports (server/dataplane.py; postprocess: the class statistics)
+const STAGES = ["decode", "preprocess", "queue", "inference", "mask", "postprocess", "total"];
 const MODEL_REFRESH_MS = 5_000;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const state = {
   models: null, description: null, palette: null, labels: new Map(),
   file: null, result: null, mask: null, view: null, name: "image", highlight: null,
+  confidence: null, // the confidence PNG of the current file as a bitmap, once the view asked for it
   maskCanvas: document.createElement("canvas"), // the coloured mask at the server's orientation
   camera: null, // a Camera while it runs
   upload: 0, // the latest upload's number: an earlier one answering late is not shown
@@ -129,16 +132,36 @@ async function show(result, source, orientation = 1) {
   ui.downloadMask.disabled = ui.downloadOverlay.disabled = false;
 }
 
-// The coloured mask, turned like the photo, into the overlay canvas.
+// The coloured mask (or, in the confidence view, the grey confidence map), turned like the photo, into
+// the overlay canvas.
 function paintOverlay() {
   const { mask, view } = state;
-  paintMask(state.maskCanvas, mask, state.palette, state.highlight);
+  const confident = ui.view.value === "confidence" && state.confidence && !state.camera;
+  if (!confident) paintMask(state.maskCanvas, mask, state.palette, state.highlight);
   ui.overlay.width = view.width;
   ui.overlay.height = view.height;
+  ui.overlay.dataset.view = confident ? "confidence" : "classes";
   const context = ui.overlay.getContext("2d");
   context.imageSmoothingEnabled = false;
   context.setTransform(...view.matrix);
-  context.drawImage(state.maskCanvas, 0, 0);
+  context.drawImage(confident ? state.confidence : state.maskCanvas, 0, 0);
+}
+
+// The confidence view: the server's confidence PNG (format=confidence) for the current file.
+async function showView() {
+  if (ui.view.value === "confidence" && state.file && !state.camera && !state.confidence) {
+    const upload = state.upload;
+    try {
+      const blob = await segmentBlob(ui.model.value, state.file, ui.mode.value, "confidence");
+      const bitmap = await createImageBitmap(blob);
+      if (upload !== state.upload) return bitmap.close();
+      state.confidence = bitmap;
+    } catch (err) {
+      showError(err);
+      return;
+    }
+  }
+  if (state.mask) paintOverlay();
 }
 
 function swatch(id) {
@@ -227,6 +250,8 @@ async function segmentFile(file) {
   stopCamera();
   const upload = ++state.upload;
   state.file = file;
+  state.confidence?.close();
+  state.confidence = null;
   state.name = file.name.replace(/\.[^.]*$/, "") || "image";
   ui.fps.hidden = true;
   ui.tip.hidden = true;
@@ -241,6 +266,8 @@ async function segmentFile(file) {
     bitmap?.close();
     renderTimings(result.timings_ms, roundTrip);
     clearError();
+    ui.downloadGeojson.disabled = false;
+    if (ui.view.value === "confidence") await showView();
     if (!bitmap) showError(new Error("This browser cannot display this image format; the mask is shown alone."));
     setState("done");
   } catch (err) {
@@ -278,6 +305,7 @@ async function startCamera() {
   }
   state.file = null;
   state.name = "camera";
+  ui.downloadGeojson.disabled = true; // GeoJSON and confidence: for a file, not camera frames
   ui.camera.textContent = "Stop camera";
   ui.fps.hidden = false;
   ui.fps.textContent = "camera: waiting for the first frame…";
@@ -322,6 +350,18 @@ function downloadOverlay() {
   }, "image/png");
 }
 
+async function downloadGeojson() {
+  if (!state.file) return;
+  try {
+    const blob = await segmentBlob(ui.model.value, state.file, ui.mode.value, "polygons");
+    const url = URL.createObjectURL(blob);
+    download(url, `${state.name}.geojson`);
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  } catch (err) {
+    showError(err);
+  }
+}
+
 // --- wiring -----------------------------------------------------------------------------------------
 
 function wire() {
@@ -351,6 +391,8 @@ function wire() {
   ui.camera.addEventListener("click", () => (state.camera ? stopCamera() : startCamera()));
   ui.downloadMask.addEventListener("click", downloadMask);
   ui.downloadOverlay.addEventListener("click", downloadOverlay);
+  ui.downloadGeojson.addEventListener("click", downloadGeojson);
+  ui.view.addEventListener("change", showView);
   ui.model.addEventListener("change", switchModel);
   ui.mode.addEventListener("change", () => state.file && !state.camera && segmentFile(state.file));
   if (!navigator.mediaDevices?.getUserMedia) {

@@ -1,0 +1,141 @@
+"""Phone-size photos: 12 Mpx JPEGs made from the real photos, beside the same scenes at their own size.
+
+    python -m bench.phone --graph G.onnx --out docs/benchmarks --work .cache/bench \\
+        [--base-checkout DIR] [--duration 10] [--rounds 2] PHOTOS...
+
+Servers at defaults (and ours with ``--jpeg-draft``; with ``--base-checkout`` another checkout's
+server, same graph and packages): closed loop, 4 clients, REST and gRPC streams, each image set in turn,
+rounds interleaved (the machine is shared: ratios hold within a round). Then, one request at a time, the
+stages per photo from the server's own stage histograms (``/metrics``): decode, resize, inference, mask
+head, encode, and the rest of the client's wall time (network + HTTP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.clients import make_client
+from bench.common import phase_parser, write_json
+from bench.loadgen import run_load
+from bench.mixed import jpeg_at
+from bench.servers import OurServer, start_server
+
+PHONE = (4032, 3024)
+STAGES = ("decode", "preprocess", "inference", "mask", "encode", "total")
+
+
+def phone_jpegs(photos: list[Path]) -> list[bytes]:
+    """Each photo enlarged to 4032x3024, JPEG quality 90."""
+    rng = np.random.default_rng(0)
+    return [jpeg_at(photos, index, PHONE, rng) for index in range(max(1, len(photos)))]
+
+
+def _stage_sums(url: str) -> dict[str, tuple[float, float]]:
+    """(sum seconds, count) per stage from the server's Prometheus stage histogram."""
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=30).read().decode()
+    found: dict[str, list[float]] = {}
+    for kind, stage, value in re.findall(
+        r'segformer_stage_duration_seconds_(sum|count)\{[^}]*stage="(\w+)"[^}]*\} (\S+)', text
+    ):
+        entry = found.setdefault(stage, [0.0, 0.0])
+        entry[0 if kind == "sum" else 1] += float(value)
+    return {stage: (v[0], v[1]) for stage, v in found.items()}
+
+
+def stage_table(server: OurServer, images: list[bytes], requests: int) -> dict[str, float]:
+    """Mean ms per photo of each stage, one REST request at a time."""
+    sender = make_client("rest", server.url)
+    try:
+        sender.send(images[0])  # warm
+        before, start = _stage_sums(server.url), time.perf_counter()
+        for index in range(requests):
+            sender.send(images[index % len(images)])
+        wall = (time.perf_counter() - start) / requests
+        after = _stage_sums(server.url)
+    finally:
+        sender.close()
+    means = {}
+    for stage in STAGES:
+        total, count = (after.get(stage, (0.0, 0.0))[i] - before.get(stage, (0.0, 0.0))[i] for i in (0, 1))
+        means[stage] = 1000 * total / count if count else float("nan")
+    means["network + HTTP"] = 1000 * wall - means["total"] - means["encode"]
+    means["wall"] = 1000 * wall
+    return means
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    photos = list(args.photos)
+    sets = {"own size": [p.read_bytes() for p in photos], "12 Mpx": phone_jpegs(photos)}
+    configs: dict[str, tuple[list[str], Path | None]] = {
+        "ours": ([], None),
+        "ours --jpeg-draft": (["--jpeg-draft"], None),
+    }
+    if args.base_checkout is not None:
+        configs["base"] = ([], args.base_checkout)
+    servers: dict[str, OurServer] = {}
+    results: dict[str, Any] = {"throughput": [], "stages": {}}
+    try:
+        for name, (extra, root) in configs.items():
+            work = args.work / "phone" / name.replace(" ", "_")
+            servers[name] = start_server(args.graph, work, args.threads, extra, *([root] if root else []))
+        for round_ in range(args.rounds):
+            for target in ("rest", "grpc-stream"):
+                for label, images in sets.items():
+                    for name, server in servers.items():
+                        url = server.url if target == "rest" else server.grpc_target
+                        row = run_load(target, url, 4, args.duration, 60.0, images, server.pid)
+                        row.update(server=name, images=label, round=round_ + 1)
+                        print(f"round {round_ + 1} {target} {label} {name}: {row['images_per_s']:.2f} img/s")
+                        results["throughput"].append(row)
+        for name, server in servers.items():
+            for label, images in sets.items():
+                results["stages"][f"{name} / {label}"] = stage_table(server, images, args.requests)
+    finally:
+        for server in servers.values():
+            server.stop()
+    return results
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = [
+        "| round | transport | images | server | img/s | p50 ms | server cores | server core-ms / image "
+        "| peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results["throughput"]:
+        lines.append(
+            f"| {row['round']} | {row['system']} | {row['images']} | {row['server']} "
+            f"| {row['images_per_s']:.2f} | {row['p50_ms']:.0f} | {row['cpu_cores'] or 0:.2f} "
+            f"| {1000 * (row['cpu_cores'] or 0) / max(row['images_per_s'], 1e-9):.0f} "
+            f"| {row['peak_rss_mb'] or 0:.0f} |"
+        )
+    stages = results["stages"]
+    columns = [*STAGES, "network + HTTP", "wall"]
+    lines += ["", "| server / images | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for key, means in stages.items():
+        lines.append(f"| {key} | " + " | ".join(f"{means[c]:.1f}" for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = phase_parser("python -m bench.phone", __doc__)
+    parser.add_argument("--base-checkout", type=Path, default=None, help="another checkout to A/B against")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=10, help="sequential requests for the stage table")
+    args = parser.parse_args(argv)
+    results = run(args)
+    write_json(args.work / "phone.json", results)
+    (args.work / "phone.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
