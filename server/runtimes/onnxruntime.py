@@ -108,7 +108,6 @@ def _session_options(threads: int, spinning: bool, shared_arena: bool) -> ort.Se
 #: working set of a 1024x1024 input is ~13x that of 512x512, and would otherwise stay the arena's size)
 _SHRINK = ort.RunOptions()
 _SHRINK.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-_TINY = np.zeros((1, 32, 32, 3), np.uint8)
 
 
 class SessionPool(Lanes[ort.InferenceSession]):
@@ -164,9 +163,11 @@ class SessionPool(Lanes[ort.InferenceSession]):
 
     def _infer(self, session: ort.InferenceSession, images: np.ndarray) -> np.ndarray:
         """One batch. After a shape other than the inference size (native mode), the arena gives back the
-        regions that shape grew: the logits are moved out of it, then a 32×32 run (a few ms) shrinks it."""
+        regions that shape grew: the logits are moved out of it, then a 32×32 run (a few ms) shrinks it
+        (on the CPU; CUDA's arena grows by what is asked for: ``choose_providers``)."""
         (logits,) = session.run(None, {"image": images})
-        if tuple(images.shape[1:3]) != tuple(self.spec.inference_size):
+        if tuple(images.shape[1:3]) != tuple(self.spec.inference_size) and not self.on_cuda:
             logits = logits if logits.flags.owndata else logits.copy()
-            session.run(None, {"image": _TINY}, _SHRINK)
+            tiny = np.ascontiguousarray(images[:, :32, :32])  # the batch's own size (a fixed batch stays)
+            session.run(None, {"image": tiny}, _SHRINK)
         return logits
