@@ -235,8 +235,8 @@ def triton_phase(plan: Plan, graph: Path, system: str, max_batch: int, delay_us:
 def mixed_phase(plan: Plan, graph: Path) -> None:
     """Mixed sizes (0.3–2.5× of 683×512): ours over REST and gRPC streams, PyTriton, at c=4 and 16; then
     ``bench.mixed``: RSS over 1,000 requests at defaults (+ plot) and the batching soak (batch 8); then
-    ``bench.memory``: one request's memory (MEMORY.md); ``bench.native_memory``: native mode's memory on
-    each runtime (NATIVE_MEMORY.md)."""
+    ``bench.memory``: one request's memory (MEMORY.md); ``bench.outputs``: the output formats (OUTPUTS.md);
+    ``bench.native_memory``: native mode's memory on each runtime (NATIVE_MEMORY.md)."""
     folder = plan.work / "mixed-images"
     folder.mkdir(parents=True, exist_ok=True)
     images = []
@@ -277,6 +277,8 @@ def mixed_phase(plan: Plan, graph: Path) -> None:
     plan.mixed = json.loads(out.read_text())
     # one request's memory (issue #12's figures): a 36 Mpx PNG, three at once, 300 sizes -> MEMORY.md
     _python("bench.memory", *args, *map(str, plan.images))
+    # each output format's encode cost at 0.35 and 12 Mpx, the PNG path side by side -> OUTPUTS.md
+    _python("bench.outputs", *args, *map(str, plan.images[:1]))
     # native mode (issue #30's figures): 800 distinct shapes, 20 6000x6000 PNGs at once -> NATIVE_MEMORY.md
     runtimes = ["onnxruntime", "openvino"] if plan.openvino else ["onnxruntime"]
     _python("bench.native_memory", *args, *(f"--runtime={r}" for r in runtimes))
@@ -340,7 +342,10 @@ def tracing_phase(plan: Plan, graph: Path) -> None:
         f"tracing (REST, c={result['concurrency']}, medians of {result['rounds']} alternating rounds): off "
         f"{off['images_per_s']:.2f} img/s p50 {off['p50_ms']:.1f} ms, on at 100 % sampling "
         f"{on['images_per_s']:.2f} img/s p50 {on['p50_ms']:.1f} ms "
-        f"(ratio {result['throughput_ratio_on_off']:.3f})"
+        f"(ratio {result['throughput_ratio_on_off']:.3f}; "
+        f"server CPU per image {result['cpu_ratio_on_off']:.3f}); "
+        f"the spans of one request in-process: {result['span_cost']['on_us']:.0f} µs CPU on, export included "
+        f"({result['span_cost']['off_us']:.0f} µs off)"
     )
 
 
