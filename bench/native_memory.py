@@ -112,20 +112,17 @@ def report(rows: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        if "burst_peak_mb" not in r:
-            r = {
-                **r,
-                "burst_peak_mb": 0.0,
-                "burst_before_mb": 1.0,
-                "burst_after_10s_mb": 1.0,
-                "burst_statuses": {},
-            }
         growth = r["last_mb"] / r["after_100_mb"]
+        shapes = (
+            f"| {r['runtime']} | {r['shapes']} | {r['idle_mb']:.0f} MB | {r['after_100_mb']:.0f} MB "
+            f"| {r['last_mb']:.0f} MB ({growth:.2f}×) "
+        )
+        if "burst_peak_mb" not in r:  # --burst 0
+            lines.append(shapes + "| — | — | — | — |")
+            continue
         after = r["burst_after_10s_mb"] / r["burst_before_mb"] - 1
         lines.append(
-            f"| {r['runtime']} | {r['shapes']} | {r['idle_mb']:.0f} MB | {r['after_100_mb']:.0f} MB "
-            f"| {r['last_mb']:.0f} MB ({growth:.2f}×) | {r['burst']} × 6000×6000 PNG "
-            f"| {r['burst_peak_mb']:.0f} MB (≤ {BUDGET_MIB + 300}) "
+            shapes + f"| {r['burst']} × 6000×6000 PNG | {r['burst_peak_mb']:.0f} MB (≤ {BUDGET_MIB + 300}) "
             f"| {r['burst_before_mb']:.0f} → {r['burst_after_10s_mb']:.0f} MB ({after:+.1%}) "
             f"| {', '.join(f'{n} × {s}' for s, n in r['burst_statuses'].items())} |"
         )
