@@ -15,6 +15,7 @@ older commit, e.g. ``git archive main | tar -x -C DIR``), alternating A, B, A, B
 from __future__ import annotations
 
 import io
+import os
 import re
 import threading
 import time
@@ -153,6 +154,38 @@ def png_throughput(url: str, body: bytes, seconds: float, clients: int) -> float
     return done[0] / (time.monotonic() - start)
 
 
+def report(payload: dict[str, Any]) -> str:
+    """``OUTPUTS.md``: the encode table per format and size, and the PNG path side by side."""
+    rows: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in payload["encode"]:
+        rows.setdefault(row["format"], {})[row["size"]] = row
+    sizes = list(SIZES)
+    lines = [
+        "# What each output format costs",
+        "",
+        "Written by `python -m bench.outputs` (`make bench`'s output-format phase; the method is in its",
+        f"docstring). Conditions: {payload.get('conditions', 'not recorded')}. The photo resized to",
+        "683 x 512 (0.35 Mpx) and 4000 x 3000 (12 Mpx), `mode=resize`. **Encode** is the server's own",
+        '`segformer_stage_duration_seconds{stage="encode"}` per image: the format\'s work after the mask.',
+        "",
+        "| format | " + " | ".join(f"encode, {s} (ms) | bytes, {s}" for s in sizes) + " |",
+        "|---|" + "---:|---:|" * len(sizes),
+    ]
+    for name, by_size in rows.items():
+        cells = [f"{by_size[s]['encode_ms']:.1f} | {by_size[s]['bytes']:,}" for s in sizes if s in by_size]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## The PNG path, side by side", ""]
+    for row in payload.get("png_encode", []):
+        lines.append(
+            f"- in process, interleaved, {row['size']}: before the registry {row['before_ms']:.2f} ms, "
+            f"through it {row['registry_ms']:.2f} ms ({row['ratio']:.3f}x)"
+        )
+    for name, rates in payload.get("png_throughput", {}).items():
+        shown = " / ".join(f"{r:.2f}" for r in rates)
+        lines.append(f"- end to end, closed loop, 0.35 Mpx, {name}: {shown} img/s (alternating windows)")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = phase_parser("bench.outputs", __doc__)
     p.add_argument("--baseline-tree", type=Path, help="a source tree of the code before the registry")
@@ -186,7 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers.values():
             server.stop()
     payload = {"encode": rows, "png_encode": side_by_side, "png_throughput": throughput}
+    payload["conditions"] = f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end"
     write_json(args.work / "raw" / "outputs.json", payload)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "OUTPUTS.md").write_text(report(payload))
     return 0
 
 

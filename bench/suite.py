@@ -235,7 +235,7 @@ def triton_phase(plan: Plan, graph: Path, system: str, max_batch: int, delay_us:
 def mixed_phase(plan: Plan, graph: Path) -> None:
     """Mixed sizes (0.3–2.5× of 683×512): ours over REST and gRPC streams, PyTriton, at c=4 and 16; then
     ``bench.mixed``: RSS over 1,000 requests at defaults (+ plot) and the batching soak (batch 8); then
-    ``bench.memory``: one request's memory (MEMORY.md)."""
+    ``bench.memory``: one request's memory (MEMORY.md); ``bench.outputs``: the output formats (OUTPUTS.md)."""
     folder = plan.work / "mixed-images"
     folder.mkdir(parents=True, exist_ok=True)
     images = []
@@ -276,6 +276,8 @@ def mixed_phase(plan: Plan, graph: Path) -> None:
     plan.mixed = json.loads(out.read_text())
     # one request's memory (issue #12's figures): a 36 Mpx PNG, three at once, 300 sizes -> MEMORY.md
     _python("bench.memory", *args, *map(str, plan.images))
+    # each output format's encode cost at 0.35 and 12 Mpx, the PNG path side by side -> OUTPUTS.md
+    _python("bench.outputs", *args, *map(str, plan.images[:1]))
 
 
 def video_phase(plan: Plan, graph: Path) -> None:
@@ -336,7 +338,10 @@ def tracing_phase(plan: Plan, graph: Path) -> None:
         f"tracing (REST, c={result['concurrency']}, medians of {result['rounds']} alternating rounds): off "
         f"{off['images_per_s']:.2f} img/s p50 {off['p50_ms']:.1f} ms, on at 100 % sampling "
         f"{on['images_per_s']:.2f} img/s p50 {on['p50_ms']:.1f} ms "
-        f"(ratio {result['throughput_ratio_on_off']:.3f})"
+        f"(ratio {result['throughput_ratio_on_off']:.3f}; "
+        f"server CPU per image {result['cpu_ratio_on_off']:.3f}); "
+        f"the spans of one request in-process: {result['span_cost']['on_us']:.0f} µs CPU on, export included "
+        f"({result['span_cost']['off_us']:.0f} µs off)"
     )
 
 

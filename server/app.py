@@ -54,7 +54,9 @@ class Server:
             h11_max_incomplete_event_size=settings.max_header_bytes,
             timeout_keep_alive=settings.keep_alive_timeout_s,
             log_level=settings.log_level,
-            access_log=settings.log_level == "debug",
+            # JSON: uvicorn's lines go through the root handler too (server/logs.py), not its own format
+            log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+            access_log=False,  # the access line is ours (segformer.access), one per request
             timeout_graceful_shutdown=int(settings.graceful_timeout_s),
         )
         self.rest = _Uvicorn(config)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from server import errors, imaging, slide, tracing
+from server import errors, imaging, logs, slide, tracing
 from server.memory import MemoryBudget, MiB
 from server.metrics import IN_FLIGHT, SLIDE_WINDOWS, observe_stage
 from server.repository import ModelRepository
@@ -28,6 +28,8 @@ from server.settings import Settings
 from server.types import Mode, SegmentRequest, SegmentResult
 
 log = logging.getLogger("segformer.dataplane")
+#: what ``confidence``/``probability`` add to a working set per pixel (server/outputs/confidence.py)
+PROBABILITY_BYTES_PER_PIXEL = 5
 #: stages timed as metrics but not as spans of the request: its batch run is a span of its own (linked),
 #: and ``total`` is the request span itself
 UNTRACED_STAGES = frozenset({"inference", "total"})
@@ -147,6 +149,7 @@ class DataPlane:
         if request.image is not None and len(request.image) > s.max_body_bytes:  # the REST body limit
             raise errors.body_too_large(s.max_body_bytes)
         mode = runtime.check_mode(request.mode)
+        logs.MODEL.set(runtime.name)  # on the request's log lines (server/logs.py)
         if request.keep_logits and mode == "slide":
             raise errors.invalid_argument(
                 "confidence and probability need mode resize or native: slide keeps no logits per image"
@@ -168,6 +171,8 @@ class DataPlane:
             draft = _draft(mode, s, runtime)
             pixels = _size(peeked) if isinstance(peeked, np.ndarray) else imaging.decoded_size(peeked, draft)
             cost = self.budget.cost(width, height, pixels, runtime.spec.mask_dtype.itemsize)
+            if request.keep_logits:  # a full-size float32 probability plane and its 8-bit image
+                cost += PROBABILITY_BYTES_PER_PIXEL * width * height
             layout = runtime.slide_plan(height, width) if mode == "slide" else None  # 413: too many windows
             if layout is not None:
                 cost += layout.logits_bytes(runtime.spec.num_labels) + slide.BAND_BYTES

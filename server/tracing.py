@@ -180,6 +180,12 @@ def stage(name: str, seconds: float, end: float | None = None, attributes: Attri
     child.end(end_time=_epoch_ns(end, offset))
 
 
+def encoded(seconds: float, output_format: str) -> None:
+    """The response was just encoded: its ``encode`` stage, and the format on the request's span."""
+    annotate({"segformer.format": output_format})
+    stage("encode", seconds, attributes={"segformer.format": output_format})
+
+
 def annotate(attributes: Attributes) -> None:
     """Set attributes on the current span (model, image size, mode, format...)."""
     current = trace.get_current_span()

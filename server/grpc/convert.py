@@ -161,7 +161,7 @@ def segment_response(frame_id: int, result: SegmentResult, want: Wanted) -> pb.S
     timings["encode"] = time.perf_counter() - start
     metrics.observe_stage(result.model, "encode", timings["encode"])
     shown = want.format.name if want.format is not None else pb.MaskFormat.Name(want.mask_format)
-    tracing.stage("encode", timings["encode"], attributes={"segformer.format": shown})
+    tracing.encoded(timings["encode"], shown)
     return pb.SegmentResponse(
         frame_id=frame_id, mask=mask, classes=classes, timings=timings, model=result.model, output=output
     )

@@ -14,7 +14,8 @@ Protocol's ``inference.GRPCInferenceService`` (health and reflection pass untouc
 * anything unexpected is logged whole and answered ``INTERNAL`` with a fixed message (the client never
   sees a Python exception's text), on every method.
 
-Liveness and readiness (``ServerLive``, ``ServerReady``, ``ModelReady``) are counted but not traced.
+Liveness and readiness (``PROBES``: ``ServerLive``, ``ServerReady``, ``ModelReady``) are counted, but
+neither traced nor access-logged.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from server.grpc.streams import DEADLINE_SLACK_S
 log = logging.getLogger("segformer.grpc")
 TRANSPORT = "grpc"
 SERVICES = ("segformer.v1.SegmentationService", "inference.GRPCInferenceService")
-UNTRACED = frozenset(
+PROBES = frozenset(
     f"/inference.GRPCInferenceService/{name}" for name in ("ServerLive", "ServerReady", "ModelReady")
 )
 INTERNAL_DETAIL = "an unexpected server error (logged on the server)"
@@ -86,11 +87,12 @@ class Bookkeeping(grpc.aio.ServerInterceptor):
         method: str,
         requested: Message,
         work: Callable[[], Awaitable[Resp]],
-        cancelled: Callable[[], int] = lambda: 499,
+        cancelled: Callable[[], int] | None = None,
     ) -> Resp:
         """One request (a unary call, or one stream frame): metrics, span attributes, the access line.
         Returns the response or raises the ``ServeError`` to answer (an unexpected exception is logged
-        and becomes ``internal`` with a fixed detail)."""
+        and becomes ``internal`` with a fixed detail). ``cancelled`` says the status of a cancelled
+        request (None: 499, the client went away)."""
         start = time.perf_counter()
         served = self._repository.names()
         label = metrics.model_label(model_of(requested), served)
@@ -100,7 +102,9 @@ class Bookkeeping(grpc.aio.ServerInterceptor):
         except ServeError as err:
             failure = err
         except asyncio.CancelledError:
-            self._record(method, cancelled(), start, label, 0)
+            self._record(method, 499 if cancelled is None else cancelled(), start, label, 0)
+            raise
+        except grpc.aio.AbortError:  # a handler ended the call itself (its status is the client's)
             raise
         except Exception:
             log.exception("%s failed", method)
@@ -124,7 +128,8 @@ class Bookkeeping(grpc.aio.ServerInterceptor):
         if label:
             tracing.annotate({"segformer.model": label})
         metrics.observe_request(TRANSPORT, method, status, seconds, label)
-        logs.access(method, status, seconds, size, label)
+        if method not in PROBES:
+            logs.access(method, status, seconds, size, label)
 
     async def intercept_service(
         self,
@@ -162,12 +167,10 @@ class Bookkeeping(grpc.aio.ServerInterceptor):
                 return await self.request(method, request, work, cancelled)
             except ServeError as failure:
                 await abort(context, failure)
-            except asyncio.CancelledError:
-                raise
         raise AssertionError("unreachable: abort raises")
 
-    def _span(self, method: str, metadata: Mapping[str, str]) -> Any:
-        if method in UNTRACED:
+    def _span(self, method: str, metadata: Mapping[str, str]) -> contextlib.AbstractContextManager[object]:
+        if method in PROBES:
             return contextlib.nullcontext()
         service, name = method.lstrip("/").rsplit("/", 1)
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}

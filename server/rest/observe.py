@@ -39,7 +39,7 @@ class RequestTracing:
         attributes = {"http.request.method": method, "url.path": scope["path"]}
         with (
             logs.request_context(headers) as request_id,
-            tracing.server_span(f"{method} {scope['path']}", headers, attributes) as span,
+            tracing.server_span(method, headers, attributes) as span,  # named by its route once routed
         ):
             sent = _Sent(send, request_id.encode("latin-1"))
             try:
@@ -49,7 +49,7 @@ class RequestTracing:
                 raise
             finally:
                 route: Any = scope.get("route")
-                name = f"{method} {getattr(route, 'path', scope['path'])}"
+                name = f"{method} {route.path}" if route is not None else method  # unmatched: no path
                 span.update_name(name)
                 tracing.outcome(sent.status)
                 model = scope.get("state", {}).get("model", "")

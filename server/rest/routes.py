@@ -74,7 +74,7 @@ def _render(result: SegmentResult, fmt: OutputFormat, chosen: Options) -> Respon
     start = time.perf_counter()
     encoded = fmt.encode(result, chosen)
     metrics.observe_stage(result.model, "encode", time.perf_counter() - start)
-    tracing.stage("encode", time.perf_counter() - start, attributes={"segformer.format": fmt.name})
+    tracing.encoded(time.perf_counter() - start, fmt.name)
     timing = ", ".join(f"{k};dur={v * 1000:.2f}" for k, v in result.timings.items())
     headers = {f"X-Segformer-{k.title()}": v for k, v in encoded.fields.items()}
     headers["Server-Timing"] = timing

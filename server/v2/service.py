@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from server import errors
+from server import errors, tracing
 from server.errors import ServeError
 from server.settings import Settings
 from server.types import SegmentRequest
@@ -142,7 +142,9 @@ class V2Service:
         else:
             calls = [SegmentRequest(image=i, **common) for i in images]
         results = await _all([self.plane.segment(c) for c in calls])
+        encoding = time.monotonic()
         outputs = await asyncio.to_thread(tensors.build_outputs, results, requested, chosen)
+        tracing.stage("encode", time.monotonic() - encoding)
         return InferResult(name, str(served), request.id, outputs, requested)
 
 

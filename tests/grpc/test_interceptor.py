@@ -1,14 +1,12 @@
 """The one gRPC interceptor (``server/grpc/interceptor.py``): a fixed INTERNAL message on every method of
-v1 and the Open Inference Protocol (the detail only in the log), and metric series bounded to the
-served models on every method (calls naming unknown models add none)."""
+v1 and the Open Inference Protocol, the detail only in the log. (Its bounded metric labels are tested on
+every transport in tests/server/test_metric_series.py; its tracing in tests/server/test_tracing.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
-import re
-import secrets
 import threading
 from collections.abc import AsyncIterator, Iterator
 
@@ -23,7 +21,6 @@ from server.grpc.gen import grpc_service_pb2_grpc as v2grpc
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
 from server.grpc.interceptor import INTERNAL_DETAIL, Bookkeeping
-from tests.grpc.serving import LiveServer, scene_png
 
 SECRET = "/srv/secret/path.onnx: KeyError('lane 7')"
 
@@ -137,41 +134,3 @@ def test_an_internal_error_is_a_fixed_message_on_every_method(
     assert caplog.records and all(r.exc_info for r in caplog.records)
     assert len(caplog.records) == len(unary) + 2
     assert any(SECRET in str(r.exc_info[1]) for r in caplog.records if r.exc_info), logged
-
-
-def _series(text: str) -> set[str]:
-    return {line.rsplit(" ", 1)[0] for line in text.splitlines() if line.startswith("segformer_")}
-
-
-def _unknown_model_calls(channel: grpc.Channel, name: str) -> None:
-    v1, v2 = pb_grpc.SegmentationServiceStub(channel), v2grpc.GRPCInferenceServiceStub(channel)
-    image = scene_png(16, 16, 0)
-    calls = [
-        functools.partial(v1.Segment, pb.SegmentRequest(image=image, model=name)),
-        functools.partial(v1.GetModel, pb.GetModelRequest(name=name)),
-        functools.partial(v2.ModelReady, v2pb.ModelReadyRequest(name=name)),
-        functools.partial(v2.ModelMetadata, v2pb.ModelMetadataRequest(name=name)),
-        functools.partial(v2.ModelConfig, v2pb.ModelConfigRequest(name=name)),
-        functools.partial(v2.ModelInfer, v2pb.ModelInferRequest(model_name=name)),
-    ]
-    for call in calls:
-        with pytest.raises(grpc.RpcError) as failed:
-            call(timeout=10)
-        assert failed.value.code() == grpc.StatusCode.NOT_FOUND
-    frames = list(v1.StreamSegment(iter([pb.SegmentRequest(image=image, model=name)]), timeout=10))
-    assert frames[0].status.code == grpc.StatusCode.NOT_FOUND.value[0]
-    answers = list(v2.ModelStreamInfer(iter([v2pb.ModelInferRequest(model_name=name)]), timeout=10))
-    assert answers[0].error_message
-
-
-def test_unknown_model_calls_add_no_metric_series(live: LiveServer) -> None:
-    with grpc.insecure_channel(live.grpc_address) as channel:
-        _unknown_model_calls(channel, "warm-up-" + secrets.token_hex(4))  # the "" series of each method
-        live.metrics()  # a scrape counts itself: its series exist from the second one on
-        before = _series(live.metrics())
-        names = ["unknown-" + secrets.token_hex(6) for _ in range(20)]
-        for name in names:
-            _unknown_model_calls(channel, name)
-    after = live.metrics()
-    assert _series(after) == before
-    assert not re.search("unknown-|warm-up-", after)

@@ -7,6 +7,7 @@ and the Open Inference Protocol over gRPC; spans are checked for their parent/ch
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -20,6 +21,7 @@ import httpx
 import pytest
 
 from server import tracing
+from server.app import Server
 from server.grpc.gen import grpc_service_pb2 as v2pb
 from server.grpc.gen import grpc_service_pb2_grpc as v2grpc
 from server.grpc.gen import segmentation_pb2 as pb
@@ -30,6 +32,7 @@ from tests.otlp import Collected, GrpcReceiver, HttpReceiver, Span, by_name
 
 MODEL = "segformer-b0-random"
 ARGS = ("--max-batch-size", "4", "--max-queue-delay-ms", "300", "--log-format", "json", "--warmup-runs", "1")
+SERVER = 2  # SPAN_KIND_SERVER: a request's span, which ends (and is exported) after its children
 pytestmark = pytest.mark.slow
 
 
@@ -75,9 +78,9 @@ def test_rest_request_continues_the_callers_trace(traced: LiveServer, http_recei
         f"{traced.rest_url}/v1/segment?format=json", content=scene_png(96, 128, 1), headers=headers
     )
     assert answer.status_code == 200 and answer.headers["x-request-id"] == "req-rest-1"
-    spans = http_receiver.wait_for(lambda s: any(x.trace_id == trace_id and x.name == "encode" for x in s))
+    spans = http_receiver.wait_for(lambda s: any(x.trace_id == trace_id and x.kind == SERVER for x in s))
     server = by_name(http_receiver.in_trace(trace_id), "POST /v1/segment")
-    assert len(server) == 1 and server[0].parent_id == parent and server[0].kind == 2  # SPAN_KIND_SERVER
+    assert len(server) == 1 and server[0].parent_id == parent and server[0].kind == SERVER
     request = server[0]
     assert request.attributes["segformer.model"] == MODEL
     assert (
@@ -88,7 +91,9 @@ def test_rest_request_continues_the_callers_trace(traced: LiveServer, http_recei
     assert request.service == "segformer-serve"
     children = _children(spans, request)
     assert {"decode", "preprocess", "queue", "mask", "encode"} <= set(children)
-    assert children["encode"].attributes["segformer.format"] == "json"
+    assert (
+        children["encode"].attributes["segformer.format"] == "json" == request.attributes["segformer.format"]
+    )
     for child in children.values():
         assert request.start_ns <= child.start_ns <= child.end_ns <= request.end_ns
     assert children["decode"].end_ns <= children["preprocess"].end_ns <= children["queue"].end_ns
@@ -98,9 +103,9 @@ def test_rest_request_continues_the_callers_trace(traced: LiveServer, http_recei
     assert batches[0].attributes["segformer.runtime"] == "onnxruntime"
     assert {"segformer.batch.size", "segformer.lane", "segformer.precision"} <= set(batches[0].attributes)
     # the access line and the request's log lines carry the ids (--log-format json)
-    access = [
-        json.loads(line) for line in traced.log_path.read_text().splitlines() if '"segformer.access"' in line
-    ]
+    lines = [json.loads(line) for line in traced.log_path.read_text().splitlines() if line.startswith("{")]
+    assert any(line["message"].startswith("Uvicorn running on") for line in lines)  # uvicorn's too
+    access = [line for line in lines if line["logger"] == "segformer.access"]
     mine = [line for line in access if line.get("request_id") == "req-rest-1"]
     assert len(mine) == 1
     assert mine[0]["trace_id"] == trace_id and mine[0]["status"] == 200 and mine[0]["model"] == MODEL
@@ -115,11 +120,28 @@ def test_v2_rest_request_continues_the_callers_trace(traced: LiveServer, http_re
         f"{traced.rest_url}/v2/models/{MODEL}/infer", json=body, headers={"traceparent": header}
     )
     assert answer.status_code == 200
-    http_receiver.wait_for(lambda s: any(x.trace_id == trace_id and x.name == "mask" for x in s))
+    http_receiver.wait_for(lambda s: any(x.trace_id == trace_id and x.kind == SERVER for x in s))
     spans = http_receiver.in_trace(trace_id)
     (server,) = by_name(spans, "POST /v2/models/{model_name}/infer")
     assert server.parent_id == parent
-    assert {"decode", "preprocess", "queue", "mask"} <= set(_children(spans, server))
+    assert {"decode", "preprocess", "queue", "mask", "encode"} <= set(_children(spans, server))
+
+
+def test_slide_windows_are_spans_under_their_request(traced: LiveServer, http_receiver: HttpReceiver) -> None:
+    header, trace_id, _ = traceparent()
+    headers = {"traceparent": header, "Content-Type": "image/png"}
+    image = scene_png(600, 700, 6)
+    answer = httpx.post(
+        f"{traced.rest_url}/v1/segment?mode=slide", content=image, headers=headers, timeout=120
+    )
+    assert answer.status_code == 200
+    spans = http_receiver.wait_for(lambda s: any(x.trace_id == trace_id and x.kind == SERVER for x in s))
+    (request,) = by_name(http_receiver.in_trace(trace_id), "POST /v1/segment")
+    assert request.attributes["segformer.mode"] == "slide"
+    windows = [w for w in by_name(spans, "slide.window") if w.trace_id == trace_id]
+    assert len(windows) >= 2 and {w.parent_id for w in windows} == {request.span_id}
+    linked = {link for s in spans if s.name == "batch" for link in s.links}
+    assert {(trace_id, w.span_id) for w in windows} <= linked  # each window rode in a batch
 
 
 def test_probes_are_not_traced(traced: LiveServer, http_receiver: HttpReceiver) -> None:
@@ -160,7 +182,7 @@ def test_requests_sharing_a_batch_both_link_to_its_span(
         thread.join()
     assert codes == [200] * 4
     traces = {c[1] for c in contexts}
-    spans = http_receiver.wait_for(lambda s: sum(x.name == "encode" and x.trace_id in traces for x in s) == 4)
+    spans = http_receiver.wait_for(lambda s: sum(x.kind == SERVER and x.trace_id in traces for x in s) == 4)
     requests = {s.trace_id: s.span_id for s in spans if s.name == "POST /v1/segment" and s.trace_id in traces}
     assert len(requests) == 4
     batches = [s for s in spans if s.name == "batch" and any(link[0] in traces for link in s.links)]
@@ -184,15 +206,37 @@ def test_grpc_stream_gives_one_request_span_per_frame(
         answers = list(stub.StreamSegment(iter(frames), metadata=[("traceparent", header)], timeout=60))
     assert [a.frame_id for a in answers] == [0, 1, 2] and all(a.status.code == 0 for a in answers)
     name = "segformer.v1.SegmentationService/StreamSegment"
-    http_receiver.wait_for(lambda s: sum(x.trace_id == trace_id and x.name == "encode" for x in s) == 3)
+    http_receiver.wait_for(lambda s: any(x.trace_id == trace_id and x.kind == SERVER for x in s))
     spans = http_receiver.in_trace(trace_id)
     (stream,) = by_name(spans, name)
-    assert stream.parent_id == parent and stream.kind == 2
+    assert stream.parent_id == parent and stream.kind == SERVER
     frame_spans = by_name(spans, name + " frame")
     assert len(frame_spans) == 3 and {f.parent_id for f in frame_spans} == {stream.span_id}
     for frame in frame_spans:
         assert frame.attributes["segformer.status"] == 200 and frame.attributes["segformer.model"] == MODEL
         assert {"decode", "preprocess", "queue", "mask", "encode"} <= set(_children(spans, frame))
+
+
+def test_grpc_v1_unary_call_continues_the_callers_trace(
+    traced: LiveServer, http_receiver: HttpReceiver
+) -> None:
+    header, trace_id, parent = traceparent()
+    request = pb.SegmentRequest(image=scene_png(40, 40, 7), mask_format=pb.MASK_FORMAT_RAW)
+    with grpc.insecure_channel(traced.grpc_address) as channel:
+        answer = pb_grpc.SegmentationServiceStub(channel).Segment(request, metadata=[("traceparent", header)])
+    assert answer.model == MODEL
+    http_receiver.wait_for(lambda s: any(x.trace_id == trace_id and x.kind == SERVER for x in s))
+    spans = http_receiver.in_trace(trace_id)
+    (call,) = by_name(spans, "segformer.v1.SegmentationService/Segment")
+    assert call.parent_id == parent and call.attributes["rpc.method"] == "Segment"
+    assert call.attributes["segformer.status"] == 200 and call.attributes["segformer.model"] == MODEL
+    children = _children(spans, call)
+    assert {"decode", "preprocess", "queue", "mask", "encode"} <= set(children)
+    assert (
+        children["encode"].attributes["segformer.format"]
+        == "MASK_FORMAT_RAW"
+        == call.attributes["segformer.format"]
+    )
 
 
 def test_latency_exemplars_carry_a_sampled_trace_id(traced: LiveServer, http_receiver: HttpReceiver) -> None:
@@ -243,13 +287,13 @@ def test_oip_over_grpc_continues_the_callers_trace(traced_grpc: LiveServer, grpc
         with pytest.raises(grpc.RpcError) as failed:  # a failed call is traced too, with its error kind
             stub.ModelInfer(_infer_request(b"not an image"), metadata=[("traceparent", header)])
     assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    grpc_receiver.wait_for(lambda s: sum(x.trace_id == trace_id and x.kind == 2 for x in s) == 2)
+    grpc_receiver.wait_for(lambda s: sum(x.trace_id == trace_id and x.kind == SERVER for x in s) == 2)
     spans = grpc_receiver.in_trace(trace_id)
     calls = by_name(spans, "inference.GRPCInferenceService/ModelInfer")
     assert len(calls) == 2 and {c.parent_id for c in calls} == {parent}
     ok, bad = sorted(calls, key=lambda c: c.attributes["segformer.status"])
     assert ok.attributes["segformer.status"] == 200 and ok.attributes["rpc.system"] == "grpc"
-    assert {"decode", "preprocess", "queue", "mask"} <= set(_children(spans, ok))
+    assert {"decode", "preprocess", "queue", "mask", "encode"} <= set(_children(spans, ok))
     assert bad.attributes["segformer.status"] == 400 and bad.attributes["error.type"] == "corrupt_image"
 
 
@@ -269,3 +313,33 @@ def test_tracing_off_starts_no_exporter_thread(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")  # the standard switch wins over the endpoint
     assert not tracing.configure(Settings(model=["m"]))
     assert os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
+
+
+async def _threads_of_a_running_server(settings: Settings) -> set[str]:
+    """The thread names of a started, ready ``Server`` in this process (stopped again after)."""
+    server = Server(settings)
+    await server.start()
+    try:
+        while not server.dataplane.is_ready():
+            await asyncio.sleep(0.05)
+        return {t.name for t in threading.enumerate()}
+    finally:
+        await server.stop()
+
+
+def test_a_live_server_without_tracing_has_no_exporter_thread(
+    random_b0_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER"):
+        monkeypatch.delenv(name, raising=False)
+    common = {"model": [str(random_b0_onnx)], "host": "127.0.0.1", "port": 0, "grpc_port": 0}
+    common |= {"cache_dir": tmp_path, "warmup_runs": 0, "runtime": "onnxruntime", "demo": False}
+    off = asyncio.run(_threads_of_a_running_server(Settings(**common)))
+    assert not [name for name in off if name.startswith("Otel")], off
+    receiver = HttpReceiver()  # the same check sees the exporter's thread when tracing is on
+    try:
+        on = asyncio.run(_threads_of_a_running_server(Settings(**common, trace_endpoint=receiver.endpoint)))
+    finally:
+        receiver.close()
+    assert [name for name in on if name.startswith("Otel")]
+    assert not tracing.enabled()  # Server.stop shut the exporter down
