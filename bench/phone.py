@@ -7,7 +7,8 @@ Servers at defaults (and ours with ``--jpeg-draft``; with ``--base-checkout`` an
 server, same graph and packages): closed loop, 4 clients, REST and gRPC streams, each image set in turn,
 rounds interleaved (the machine is shared: ratios hold within a round). Then, one request at a time, the
 stages per photo from the server's own stage histograms (``/metrics``): decode, resize, inference, mask
-head, encode, and the rest of the client's wall time (network + HTTP).
+head, encode, and the rest of the client's wall time (network + HTTP). Results: ``WORK/phone.json`` and
+the tables in ``WORK/phone.md`` (``docs/benchmarks/PHONE.md`` is their reading).
 """
 
 from __future__ import annotations

@@ -235,7 +235,8 @@ def triton_phase(plan: Plan, graph: Path, system: str, max_batch: int, delay_us:
 def mixed_phase(plan: Plan, graph: Path) -> None:
     """Mixed sizes (0.3–2.5× of 683×512): ours over REST and gRPC streams, PyTriton, at c=4 and 16; then
     ``bench.mixed``: RSS over 1,000 requests at defaults (+ plot) and the batching soak (batch 8); then
-    ``bench.memory``: one request's memory (MEMORY.md); ``bench.outputs``: the output formats (OUTPUTS.md)."""
+    ``bench.memory``: one request's memory (MEMORY.md); ``bench.outputs``: the output formats (OUTPUTS.md);
+    ``bench.native_memory``: native mode's memory on each runtime (NATIVE_MEMORY.md)."""
     folder = plan.work / "mixed-images"
     folder.mkdir(parents=True, exist_ok=True)
     images = []
@@ -278,6 +279,9 @@ def mixed_phase(plan: Plan, graph: Path) -> None:
     _python("bench.memory", *args, *map(str, plan.images))
     # each output format's encode cost at 0.35 and 12 Mpx, the PNG path side by side -> OUTPUTS.md
     _python("bench.outputs", *args, *map(str, plan.images[:1]))
+    # native mode (issue #30's figures): 800 distinct shapes, 20 6000x6000 PNGs at once -> NATIVE_MEMORY.md
+    runtimes = ["onnxruntime", "openvino"] if plan.openvino else ["onnxruntime"]
+    _python("bench.native_memory", *args, *(f"--runtime={r}" for r in runtimes))
 
 
 def video_phase(plan: Plan, graph: Path) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from server import errors, imaging, logs, slide, tracing
-from server.memory import MemoryBudget, MiB
+from server.memory import MemoryBudget, MiB, inference_cost
 from server.metrics import IN_FLIGHT, SLIDE_WINDOWS, observe_stage
 from server.repository import ModelRepository
 from server.runtime import ModelRuntime
@@ -88,6 +88,12 @@ def _prepare(
     if mode == "native":
         size = imaging.native_size(height, width, s.native_max_side)
     return image, imaging.resize_bilinear(image, size), decoded_at
+
+
+def _native_excess(runtime: ModelRuntime, size: tuple[int, int]) -> int:
+    """What an inference at ``size`` needs beyond one at the model's inference size (0 when smaller)."""
+    labels = runtime.spec.num_labels
+    return max(0, inference_cost(*size, labels) - inference_cost(*runtime.spec.inference_size, labels))
 
 
 class DataPlane:
@@ -176,6 +182,8 @@ class DataPlane:
             layout = runtime.slide_plan(height, width) if mode == "slide" else None  # 413: too many windows
             if layout is not None:
                 cost += layout.logits_bytes(runtime.spec.num_labels) + slide.BAND_BYTES
+            elif mode == "native":  # a larger input than the inference size's (held since the warm-up)
+                cost += _native_excess(runtime, imaging.native_size(height, width, s.native_max_side))
             # this image's working set is reserved before its pixels are decoded
             reserved = await self.budget.reserve(cost, deadline)
             try:

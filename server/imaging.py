@@ -12,9 +12,15 @@ import math
 import re
 import struct
 import zlib
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
+
+try:  # ISA-L's deflate (the `isal` package): see _deflater
+    from isal import isal_zlib
+except ImportError:  # pragma: no cover - zlib then
+    isal_zlib = None
 
 from server import errors
 
@@ -140,13 +146,14 @@ def native_size(height: int, width: int, max_side: int, multiple: int = 32) -> t
 def encode_mask_png(mask: np.ndarray) -> bytes:
     """Lossless PNG of a label mask: 8-bit grey for uint8 masks, 16-bit grey for uint16.
 
-    Written directly (no per-row filter, deflate level 1 with the run-length strategy): label masks are
-    long runs, and this is ~3x faster than PIL's encoder (which spends its time choosing filters) and
-    ~40 % smaller (a 683x512 ADE20K mask: 4.4 KB vs 7.7 KB).
+    Written directly (no per-row filter, level-1 deflate: ISA-L's, else zlib's run-length strategy):
+    label masks are long runs, and this is several times faster than PIL's encoder (which spends its
+    time choosing filters) and smaller (a 683x512 ADE20K mask: 5.6 KB with ISA-L, 4.1 KB with zlib,
+    7.7 KB with PIL).
     """
     height, width = mask.shape
     depth, sample = (8, np.dtype(np.uint8)) if mask.dtype == np.uint8 else (16, np.dtype(">u2"))
-    deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)  # runs of labels: RLE is the fit
+    deflate = _deflater(zlib.Z_RLE)  # runs of labels: zlib's RLE is the fit where ISA-L is missing
     parts = []
     for start, end in _bands(height, width * sample.itemsize):  # bounded memory for huge masks
         rows = np.empty((end - start, 1 + width * sample.itemsize), np.uint8)
@@ -156,6 +163,22 @@ def encode_mask_png(mask: np.ndarray) -> bytes:
         parts.append(deflate.compress(rows))
     parts.append(deflate.flush())
     return _png(width, height, depth, 0, b"".join(parts))  # greyscale
+
+
+class Deflater(Protocol):
+    """A zlib-format compressor (``zlib.compressobj``'s interface)."""
+
+    def compress(self, data: bytes | np.ndarray, /) -> bytes: ...
+    def flush(self) -> bytes: ...
+
+
+def _deflater(strategy: int) -> Deflater:
+    """Level-1 deflate in the zlib format: ISA-L's (``isal``, SIMD) where installed, 5-10x faster than
+    zlib's at a similar size (a 12 Mpx mask: 2-30 ms instead of 120-400, 75 KB instead of 35; its RGB
+    overlay: 0.2 s instead of 1.4-1.8, 7.2 MB instead of 7.7), else zlib's with ``strategy``."""
+    if isal_zlib is not None:
+        return isal_zlib.compressobj(1, isal_zlib.DEFLATED, 15)
+    return zlib.compressobj(1, zlib.DEFLATED, 15, 9, strategy)
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -190,11 +213,11 @@ def overlay_png(
 ) -> bytes:
     """The RGB image blended with the class colours of ``mask`` (``alpha`` = mask opacity), as PNG.
 
-    Blended (Pillow's ``blend``, in C) and compressed in bands of rows (PNG "Up" filter, deflate level
-    1), so a huge image costs a few MB of working memory beyond its mask and pixels; an image decoded
-    smaller than its mask (``--jpeg-draft``) is scaled up band by band."""
+    Blended (Pillow's ``blend``, in C) and compressed in bands of rows (PNG "Up" filter, level-1
+    deflate: ``_deflater``), so a huge image costs a few MB of working memory beyond its mask and
+    pixels; an image decoded smaller than its mask (``--jpeg-draft``) is scaled up band by band."""
     height, width = mask.shape
-    deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 8)
+    deflate = _deflater(zlib.Z_DEFAULT_STRATEGY)
     parts, previous = [], np.zeros(width * 3, np.uint8)
     flat_palette = palette.reshape(-1).tobytes()
     for start, end in _bands(height, width * 4):

@@ -12,9 +12,11 @@ compaction. Measured on this VM: the OpenVINO pool's per-inference 9.8 MB output
 in bursts, a third of lone requests taking 110-200 ms instead of 40 (none with the advice off).
 
 ``MemoryBudget`` admits a request only when its estimated working set (from the image header, before
-any pixel is decoded) fits beside those in flight; it waits otherwise, and a request that still does
-not fit when its wait ends is refused with 503 (never an OOM kill). The reservation is released when
-the request's result is garbage-collected (CPython: as soon as the transport has sent it).
+any pixel is decoded; in native mode also its inference beyond that of the inference size, which the
+warm-up already holds: ``inference_cost``) fits beside those in flight; it waits otherwise, and a
+request that still does not fit when its wait ends is refused with 503 (never an OOM kill). The
+reservation is released when the request's result is garbage-collected (CPython: as soon as the
+transport has sent it).
 """
 
 from __future__ import annotations
@@ -83,6 +85,17 @@ def trim() -> None:
     libc = _libc()
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
+
+
+def inference_cost(height: int, width: int, num_labels: int) -> int:
+    """Estimated bytes of one image's inference at a model input of ``height`` × ``width``: the input,
+    the fp32 logits (a quarter of each side) and SegFormer's stage-1 efficient attention, the largest
+    activation: (H/4 · W/4) queries × (H/32 · W/32) keys (reduction ratio 8, one head in every variant),
+    its scores and their softmax in fp32 at once. Quadratic in the pixels: 42 MiB at 512×512, 553 MiB at
+    1024×1024 (150 classes)."""
+    queries = (height // 4) * (width // 4)
+    keys = max(1, (height // 32) * (width // 32))
+    return height * width * 3 + num_labels * queries * 4 + 2 * queries * keys * 4
 
 
 class MemoryBudget:

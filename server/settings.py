@@ -160,7 +160,7 @@ class InferenceSettings(BaseModel):
     jpeg_draft: bool = Field(
         False,
         description="resize mode: decode JPEGs at the smallest DCT scale (1/2, 1/4, 1/8) that still covers "
-        "the inference size (a 12 Mpx photo: ~3x faster to decode, 1/10 of the memory; masks 99.2-99.9 % "
+        "the inference size (a 12 Mpx photo: ~3x faster to decode into 1/16 of the pixels; masks 99.2-99.9 % "
         "equal to a full decode's, so not the default; docs/server.md)",
     )
     overlay_alpha: float = Field(0.5, ge=0, le=1, description="mask opacity for format=overlay")

@@ -119,3 +119,27 @@ def test_tune_malloc_turns_off_numpy_huge_page_advice() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_native_mode_gives_a_large_shape_back(server: Served) -> None:
+    """Native mode at 1024 px needs ~13x the inference memory of the inference size (SegFormer's stage-1
+    attention): once answered, the arena regions it grew are given back (issue #30), whatever the shape."""
+    pid = server.proc.pid
+
+    def native(height: int, width: int, seed: int) -> None:
+        answer = httpx.post(
+            f"{server.url}/v1/segment?mode=native",
+            content=image_bytes(height, width, "PNG", seed=seed),
+            headers={"Content-Type": "image/png"},
+            timeout=300,
+        )
+        assert answer.status_code == 200, answer.text
+
+    native(64, 64, 0)
+    before = rss(pid)
+    for index, (height, width) in enumerate([(1024, 1024), (992, 1024), (1024, 960), (960, 992)]):
+        native(height, width, index)
+        after = rss(pid)
+        assert after <= before * 1.10 + 20 * MB, (
+            f"{height}x{width}: RSS {before / MB:.0f} -> {after / MB:.0f} MB"
+        )
