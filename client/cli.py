@@ -26,14 +26,15 @@ from pathlib import Path
 from client.client import SegformerClient
 from client.frames import expand, file_frames
 from client.pipeline import Request, segment_frames
-from client.types import Segmentation, SegmentationError
+from client.types import Ask, Segmentation, SegmentationError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 URL_SCHEMES = ("http://", "https://", "grpc://")
 
 
 def add_request_options(parser: argparse.ArgumentParser) -> None:
-    """``--url``, ``--model``, ``--mode``, ``--format``, ``--timeout``: the same for images and videos."""
+    """``--url``, ``--model``, ``--mode``, ``--format`` and its parameters, ``--timeout``: the same for
+    images and videos."""
     parser.add_argument(
         "--url",
         default=None,
@@ -46,7 +47,21 @@ def add_request_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="an output format of the server's (polygons, rle, confidence...: docs/outputs.md), as named",
     )
+    parser.add_argument(
+        "--classes",
+        default=None,
+        help="only these classes, ids or names, comma-separated (the others: the background value)",
+    )
+    parser.add_argument("--tolerance", type=float, default=None, help="polygons: simplification, pixels")
+    parser.add_argument("--min-area", type=float, default=None, help="polygons: the smallest ring, pixels")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
+
+
+def asked(args: argparse.Namespace) -> Ask | None:
+    """``--format``, ``--classes``, ``--tolerance``, ``--min-area`` as one ``Ask`` (None: none given)."""
+    classes = tuple(c.strip() for c in (args.classes or "").split(",") if c.strip())
+    ask = Ask(args.format or None, classes, args.tolerance, args.min_area)
+    return None if ask == Ask() else ask
 
 
 def server_url(given: str | None) -> str:
@@ -88,7 +103,7 @@ def describe(seg: Segmentation, top: int = 3) -> str:
 
 def run(args: argparse.Namespace, url: str, inputs: list[Path]) -> int:
     """Segment ``inputs``; print one line per image and a summary; return the exit status."""
-    request = Request(mode=args.mode, model=args.model, inflight=args.inflight, output=args.format)
+    request = Request(mode=args.mode, model=args.model, inflight=args.inflight, output=asked(args))
     with SegformerClient(url, timeout=args.timeout) as client:
         try:
             if args.info:

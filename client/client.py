@@ -25,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from client.answers import details, from_proto, http_error, resumable, rpc_error
 from client.resume import ResumableFrames
-from client.types import ClassInfo, Output, Segmentation, SegmentationError, content_type
+from client.types import Ask, ClassInfo, Output, Segmentation, SegmentationError, content_type
 from client.wire import has_field, segment_request
 from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
@@ -65,14 +65,16 @@ class SegformerClient:
         mode: str | None = None,
         mask_format: str = "png",
         model: str | None = None,
-        output: str | None = None,
+        output: str | Ask | None = None,
     ) -> Segmentation:
         """Segment one image; raises ``SegmentationError`` when the server refuses it.
 
         ``model``: a served model's name (REST ``/v1/models/{model}/segment``, gRPC
         ``SegmentRequest.model``); ``None``: the server's default model (``/v1/segment``). ``output``:
-        a format of the server's (``polygons``, ``rle``...; REST ``format=``): the answer in ``.output``.
+        a format of the server's (``polygons``, ``rle``...; REST ``format=``): the answer in ``.output``;
+        an ``Ask`` adds the format's parameters (``classes``, ``tolerance``, ``min_area``).
         """
+        ask = Ask.of(output)
         data = _read(image)
         if self._channel is not None:
             request = segment_request(data, 0, mode, mask_format, model, output)
@@ -81,7 +83,9 @@ class SegformerClient:
             except grpc.RpcError as exc:
                 raise rpc_error(exc) from None
         assert self._http is not None
-        params: dict[str, str] = {"format": output or "json", **({"mode": mode} if mode else {})}
+        params: dict[str, str] = {"format": ask.format or "json", **({"mode": mode} if mode else {})}
+        for name, value in ask.parameters().items():
+            params[name] = ",".join(value) if isinstance(value, list) else str(value)
         if self.timeout is not None:
             params["timeout_ms"] = str(self.timeout * 1000)  # the server drops it once we gave up
         headers = {"Content-Type": content_type(data), "Accept": "application/json"}
@@ -92,14 +96,14 @@ class SegformerClient:
             raise SegmentationError("UNAVAILABLE", "", f"{type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
             raise http_error(response)
-        if output:
+        if ask.format:
             kind = response.headers.get("content-type", "application/octet-stream")
             fields = {
                 k[len("x-segformer-") :]: v
                 for k, v in response.headers.items()
                 if k.startswith("x-segformer-")
             }
-            return Segmentation(output=Output(output, kind, response.content, fields))
+            return Segmentation(output=Output(ask.format, kind, response.content, fields))
         body: dict[str, Any] = response.json()
         return Segmentation(
             width=body["width"],
@@ -118,7 +122,7 @@ class SegformerClient:
         inflight: int = 8,
         model: str | None = None,
         reconnects: int = 3,
-        output: str | None = None,
+        output: str | Ask | None = None,
     ) -> Generator[Segmentation, None, None]:
         """Segment frames in order: one result per frame (``.error`` set when that frame failed).
 
@@ -152,7 +156,12 @@ class SegformerClient:
             failures += 1
 
     def _rest_stream(
-        self, images: Iterable[Image], mode: str | None, inflight: int, model: str | None, output: str | None
+        self,
+        images: Iterable[Image],
+        mode: str | None,
+        inflight: int,
+        model: str | None,
+        output: str | Ask | None,
     ) -> Iterator[Segmentation]:
         def one(frame_id: int, image: Image) -> Segmentation:
             try:

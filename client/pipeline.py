@@ -21,7 +21,7 @@ import numpy as np
 
 from client.client import SegformerClient
 from client.frames import Frame, FrameCodec
-from client.types import Segmentation
+from client.types import Ask, Segmentation
 
 SLOT_POLL_S = 0.1  # how often a waiting puller checks that the consumer is still there
 
@@ -35,7 +35,7 @@ class Request:
     mask_format: str = "png"
     codec: FrameCodec = "png"
     inflight: int = 4
-    output: str | None = None  # a format of the server's registry (polygons, rle...), passed as named
+    output: Ask | None = None  # a format of the server's registry (polygons, rle...) and its parameters
 
 
 class Latencies:

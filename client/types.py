@@ -51,6 +51,34 @@ class ClassInfo:
 
 
 @dataclass(frozen=True)
+class Ask:
+    """What is asked of the server beyond a mask: one of its output formats (``None``: the label mask) and
+    the format parameters (docs/outputs.md): ``classes`` (ids or names; the others become the
+    background value in every format), ``tolerance`` and ``min_area`` (``polygons``)."""
+
+    format: str | None = None
+    classes: tuple[str, ...] = ()
+    tolerance: float | None = None
+    min_area: float | None = None
+
+    @classmethod
+    def of(cls, output: str | Ask | None) -> Ask:
+        """``output`` as an ``Ask``: a format name alone, an ``Ask``, or nothing (the label mask)."""
+        return output if isinstance(output, Ask) else cls(format=output or None)
+
+    def parameters(self) -> dict[str, str | float | list[str]]:
+        """The parameters that are set, by their REST query / gRPC ``SegmentRequest`` field names."""
+        chosen: dict[str, str | float | list[str]] = {}
+        if self.classes:
+            chosen["classes"] = list(self.classes)
+        if self.tolerance is not None:
+            chosen["tolerance"] = self.tolerance
+        if self.min_area is not None:
+            chosen["min_area"] = self.min_area
+        return chosen
+
+
+@dataclass(frozen=True)
 class Output:
     """An answer in one of the server's output formats (``format=``, gRPC ``SegmentRequest.format``):
     its bytes, content type and fields (REST's ``X-Segformer-*`` headers)."""

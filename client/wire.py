@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from client.types import SegmentationError
+from client.types import Ask, SegmentationError
 from server.grpc.gen import segmentation_pb2 as pb
 
 MODES = {
@@ -42,12 +42,15 @@ def segment_request(
     mode: str | None,
     mask_format: str,
     model: str | None,
-    output: str | None = None,
+    output: str | Ask | None = None,
 ) -> pb.SegmentRequest:
     """A ``SegmentRequest``; ``model`` (empty: the default model) and ``output`` (a format of the
-    server's registry, passed as named: the server checks it) need stubs with those fields."""
+    server's registry, passed as named: the server checks it, and its parameters) need stubs with
+    those fields."""
+    ask = Ask.of(output)
     fields: dict[str, Any] = {"image": image, "frame_id": frame_id, "mode": mode_value(mode)}
-    for name, value in (("model", model), ("format", output)):
+    asked = [("model", model), ("format", ask.format), *ask.parameters().items()]
+    for name, value in asked:
         if value:
             if not has_field(pb.SegmentRequest, name):
                 raise SegmentationError(

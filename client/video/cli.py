@@ -25,7 +25,7 @@ from fractions import Fraction
 from pathlib import Path
 from types import FrameType
 
-from client.cli import add_request_options, server_url
+from client.cli import add_request_options, asked, server_url
 from client.client import SegformerClient
 from client.frames import FRAME_CODECS, Frame, expand, file_frames
 from client.pipeline import Request, segment_frames
@@ -104,7 +104,7 @@ def _frames(args: argparse.Namespace) -> Iterator[tuple[Iterator[Frame], Newest 
 
 
 def run(args: argparse.Namespace) -> int:
-    request = Request(args.mode, args.model, "raw", args.frame_codec, max(1, args.inflight), args.format)
+    request = Request(args.mode, args.model, "raw", args.frame_codec, max(1, args.inflight), asked(args))
     with (
         SegformerClient(server_url(args.url), timeout=args.timeout) as client,
         _frames(args) as (frames, newest, total),

@@ -199,3 +199,25 @@ def test_a_format_of_the_servers_by_name(
     assert (tmp_path / f"{image.stem}.rle.json").read_bytes() == rest.content
     assert main([url, "--format", "nope", str(image), "-o", str(tmp_path)]) == 2
     assert "unknown format 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_format_parameters_reach_the_server(
+    live: LiveServer, frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], transport: str
+) -> None:
+    """``--classes``, ``--tolerance`` and ``--min-area`` give what REST gives for the same query."""
+    url = live.rest_url if transport == "rest" else f"grpc://{live.grpc_address}"
+    image = next(frames.glob("*.png"))
+    png = {"Content-Type": "image/png"}
+    rle = httpx.post(f"{live.rest_url}/v1/segment?format=rle", content=image.read_bytes(), headers=png)
+    chosen = str(rle.json()["classes"][0]["id"])
+    query = f"format=polygons&classes={chosen}&tolerance=1.5&min_area=4"
+    rest = httpx.post(
+        f"{live.rest_url}/v1/segment?{query}", content=image.read_bytes(), headers=png, timeout=60
+    )
+    assert rest.status_code == 200
+    args = [url, "--format", "polygons", "--classes", chosen, "--tolerance", "1.5", "--min-area", "4"]
+    assert main([*args, str(image), "-o", str(tmp_path)]) == 0
+    assert (tmp_path / f"{image.stem}.geojson").read_bytes() == rest.content
+    assert main([url, "--classes", "no-such-class", str(image), "-o", str(tmp_path)]) == 2
+    assert "no-such-class" in capsys.readouterr().err
