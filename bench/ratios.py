@@ -105,7 +105,8 @@ def compute(results: list[Result], duel: dict[str, Any] | None = None) -> list[R
 
 
 def _openvino(results: list[Result], ours: Result | None) -> list[Ratio]:
-    """Issue #18's targets: ours on OpenVINO (the default ``mixed`` plan) vs ours on ORT; the server's
+    """OpenVINO's targets: ours on OpenVINO at the default precision (fp32, exact: issue #24 wants it
+    faster than ours on ORT) vs ours on ORT; the server's
     overhead at the raw rows' precision (ours in pure bf16 vs the best raw OpenVINO bf16: dynamic 1 or 2
     streams, or compiled for the inference size); c=1 p50 likewise; RSS."""
     ov = peak(results, "ours-ov")
@@ -115,7 +116,7 @@ def _openvino(results: list[Result], ours: Result | None) -> list[Ratio]:
     raw_rows = [r for r in (pick(results, n) for n in ("ov-mask", "ov-mask-2s", "ov-mask-static")) if r]
     raw = max(raw_rows, key=lambda r: r["images_per_s"]) if raw_rows else None
     out = [
-        _ratio("throughput ours-OpenVINO / ours-ORT (peaks)", ov, ours, 1.4),
+        _ratio("throughput ours-OpenVINO default (fp32) / ours-ORT (peaks)", ov, ours, 1.0),
         _ratio(
             "throughput ours-OpenVINO bf16 / raw OpenVINO bf16 (best of dynamic 1, 2 streams, static)",
             ov_bf16,
@@ -123,7 +124,7 @@ def _openvino(results: list[Result], ours: Result | None) -> list[Ratio]:
             0.9,
         ),
         _ratio(
-            "throughput ours-OpenVINO default / raw OpenVINO bf16 (info: mixed vs pure bf16)", ov, raw, None
+            "throughput ours-OpenVINO default / raw OpenVINO bf16 (info: fp32 vs pure bf16)", ov, raw, None
         ),
     ]
     ov_eff, ort_eff = (efficiency(r) if r else None for r in (ov, ours))

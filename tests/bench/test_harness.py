@@ -124,8 +124,10 @@ def test_openvino_targets() -> None:
         _row("ours-ov-rest", 4, 7.2, 540.0),
     ]
     computed = {r.name: r for r in ratios.compute(results)}
-    vs_ort = computed["throughput ours-OpenVINO / ours-ORT (peaks)"]
+    vs_ort = computed["throughput ours-OpenVINO default (fp32) / ours-ORT (peaks)"]
     assert vs_ort.value == pytest.approx(7.2 / 5.0) and vs_ort.met is True
+    slower = [*results[:3], _row("ours-ov-rest", 4, 4.5, 540.0)]
+    assert {r.name: r for r in ratios.compute(slower)}[vs_ort.name].met is False  # #24: faster than ORT
     vs_raw = computed[
         "throughput ours-OpenVINO bf16 / raw OpenVINO bf16 (best of dynamic 1, 2 streams, static)"
     ]
@@ -144,7 +146,7 @@ def test_openvino_targets() -> None:
         "throughput ours-OpenVINO bf16 / raw OpenVINO bf16 (best of dynamic 1, 2 streams, static)"
     ]
     assert vs_raw.value == pytest.approx(13.0 / 14.0) and vs_raw.met is True
-    default = computed["throughput ours-OpenVINO default / raw OpenVINO bf16 (info: mixed vs pure bf16)"]
+    default = computed["throughput ours-OpenVINO default / raw OpenVINO bf16 (info: fp32 vs pure bf16)"]
     assert default.value == pytest.approx(7.2 / 14.0) and default.met is None
     c1 = computed["p50 at c=1: ours-OpenVINO bf16 − raw OpenVINO bf16 (ms)"]
     assert c1.value == pytest.approx(9.0) and c1.met is True
