@@ -92,6 +92,7 @@ def _survivors(labels: np.ndarray, values: list[np.ndarray]) -> tuple[np.ndarray
     low, high = np.minimum.reduce(values), np.maximum.reduce(values)
     scale = np.maximum.reduce([np.abs(v).max(axis=1) for v in values])
     keep = high >= (low.max(axis=1) - MARGIN * scale)[:, None]
+    keep[:, 0] |= ~keep.any(axis=1)  # NaN logits (an fp16/bf16 overflow) keep no one: slot 0 stays
     for slot in range(1, labels.shape[1]):  # a class already in an earlier slot adds nothing
         keep[:, slot] &= (labels[:, :slot] != labels[:, slot : slot + 1]).all(axis=1)
     return keep, np.argsort(~keep, axis=1, kind="stable")

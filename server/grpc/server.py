@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from server.dataplane import DataPlane
+from server.errors import shown
 from server.grpc.descriptors import merged_pool
 from server.grpc.gen import grpc_service_pb2, grpc_service_pb2_grpc
 from server.grpc.gen import segmentation_pb2 as pb
@@ -62,7 +63,8 @@ class ReadinessHealth(health_pb2_grpc.HealthServicer):
     ) -> health_pb2.HealthCheckResponse:
         status = self._status(request.service)
         if status is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service or model {request.service!r}")
+            unknown = f"unknown service or model {shown(request.service)}"
+            await context.abort(grpc.StatusCode.NOT_FOUND, unknown)
         return health_pb2.HealthCheckResponse(status=status)
 
     async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:

@@ -18,7 +18,13 @@ import numpy as np
 
 from contract.spec import ModelSpec
 from server import errors
+from server.errors import shown
 from server.types import SegmentResult
+
+#: the most class tokens a request may name (more than any SegFormer's classes; a bound on the work)
+MAX_CLASS_TOKENS = 1024
+#: the longest class id a request may send (more digits are no model's class)
+MAX_ID_DIGITS = 9
 
 
 def background(dtype: np.dtype) -> int:
@@ -44,10 +50,11 @@ class Options:
         ids = []
         for token in self.classes:
             text = token.strip()
-            if text.isdigit():
-                if int(text) >= spec.num_labels:
+            if text.isascii() and text.isdecimal():
+                if len(text) > MAX_ID_DIGITS or int(text) >= spec.num_labels:
+                    quoted = text if len(text) <= MAX_ID_DIGITS else shown(text)
                     raise errors.invalid_argument(
-                        f"class id {text} is out of range: model {spec.name!r} has classes "
+                        f"class id {quoted} is out of range: model {spec.name!r} has classes "
                         f"0..{spec.num_labels - 1}"
                     )
                 ids.append(int(text))
@@ -55,7 +62,7 @@ class Options:
                 ids.append(names[text.lower()])
             else:
                 raise errors.invalid_argument(
-                    f"unknown class {text!r}: not an id or a label of model {spec.name!r} "
+                    f"unknown class {shown(text)}: not an id or a label of model {spec.name!r} "
                     "(GET /v1/model lists them)"
                 )
         return tuple(sorted(set(ids)))
@@ -65,7 +72,7 @@ def _number(name: str, value: float | None) -> float:
     if value is None:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise errors.invalid_argument(f"{name} is a number of pixels >= 0, got {value!r}")
+        raise errors.invalid_argument(f"{name} is a number of pixels >= 0, got {shown(str(value))}")
     return float(value)
 
 
@@ -80,8 +87,10 @@ def options(
     if classes is not None:
         items = classes.split(",") if isinstance(classes, str) else list(classes)
         if any(isinstance(c, bool) or not isinstance(c, str | int) for c in items):
-            raise errors.invalid_argument(f"classes are ids or names, got {classes!r}")
+            raise errors.invalid_argument(f"classes are ids or names, got {shown(str(classes))}")
         tokens = tuple(str(c).strip() for c in items if str(c).strip())
+        if len(tokens) > MAX_CLASS_TOKENS:
+            raise errors.invalid_argument(f"classes names {len(tokens)} classes; at most {MAX_CLASS_TOKENS}")
         if not tokens:
             raise errors.invalid_argument("classes is empty: name at least one class id or label")
     return Options(tokens, _number("tolerance", tolerance), _number("min_area", min_area), alpha)

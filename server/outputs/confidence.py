@@ -77,6 +77,10 @@ def confidence(result: SegmentResult, options: Options) -> Encoded:
     return Encoded(body, "image/png", fields(result, options))
 
 
+#: the most classes one ``probability`` request maps (each is a full-size plane, its PNG and its base64)
+MAX_PROBABILITY_CLASSES = 8
+
+
 def probability(result: SegmentResult, options: Options) -> Encoded:
     """JSON: per chosen class (``classes`` is required) an 8-bit probability PNG at the original size."""
     chosen = options.selected(result.spec)

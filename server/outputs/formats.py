@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from server import errors
+from server.errors import shown
 from server.outputs import confidence, masks, vectors
 from server.outputs.base import Encoded, Encoder, Options
 from server.types import SegmentResult
@@ -24,6 +25,7 @@ class OutputFormat:
     description: str
     needs_logits: bool = False  # the softmax: the data plane keeps this request's logits
     needs_classes: bool = False
+    max_classes: int | None = None  # the most classes one request may ask of it (None: any)
     negotiable: bool = True  # chosen by ``Accept`` when its content type is asked for
 
 
@@ -49,7 +51,9 @@ class FormatRegistry:
         """The format called ``name``; 400 naming the formats there are."""
         found = self._formats.get(name.strip().lower())
         if found is None:
-            raise errors.invalid_argument(f"unknown format {name!r}; the formats are {', '.join(self.names)}")
+            raise errors.invalid_argument(
+                f"unknown format {shown(name)}; the formats are {', '.join(self.names)}"
+            )
         return found
 
     def negotiate(self, name: str | None, accept: str | None) -> OutputFormat:
@@ -68,6 +72,12 @@ class FormatRegistry:
         """What can be refused before any inference (an unknown class name waits for the model)."""
         if fmt.needs_classes and options.classes is None:
             raise errors.invalid_argument(f"format {fmt.name} needs classes=... (class ids or labels)")
+        asked = len(options.classes or ())
+        if fmt.max_classes is not None and asked > fmt.max_classes:
+            raise errors.invalid_argument(
+                f"format {fmt.name} maps at most {fmt.max_classes} classes a request (each is a full-size "
+                f"image), got {asked}"
+            )
 
 
 FORMATS = FormatRegistry(
@@ -101,6 +111,7 @@ FORMATS = FormatRegistry(
             "8-bit PNG of each chosen class's softmax probability",
             needs_logits=True,
             needs_classes=True,
+            max_classes=confidence.MAX_PROBABILITY_CLASSES,
         ),
     ]
 )

@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import logs, tracing
+from server import logs, metrics, tracing
 
 PROBES = frozenset({"/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready"})
 
@@ -52,7 +52,8 @@ class RequestTracing:
                 name = f"{method} {route.path}" if route is not None else method  # unmatched: no path
                 span.update_name(name)
                 tracing.outcome(sent.status)
-                model = scope.get("state", {}).get("model", "")
+                asked = scope.get("state", {}).get("model", "")  # as sent: only a served name is kept
+                model = metrics.model_label(asked, scope["app"].state.dataplane.repository.names())
                 if model:
                     tracing.annotate({"segformer.model": model})
                 logs.access(name, sent.status, time.perf_counter() - start, sent.size, model)

@@ -135,7 +135,8 @@ class V2Service:
         deadline = _deadline(request.parameters, deadline, start)
         mode = request.parameters.get("mode")
         if mode is not None and not isinstance(mode, str):
-            raise errors.invalid_argument(f"parameter 'mode' is a string (resize or native), got {mode!r}")
+            got = errors.shown(repr(mode))
+            raise errors.invalid_argument(f"parameter 'mode' is a string (resize or native), got {got}")
         common = {"model": name, "mode": mode, "deadline": deadline}
         common |= {"transport": transport, "endpoint": endpoint, "keep_logits": keep_logits}
         if isinstance(images, np.ndarray):
@@ -156,7 +157,7 @@ def _deadline(parameters: dict[str, Any], deadline: float | None, now: float) ->
         return deadline
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < math.inf:
         raise errors.invalid_argument(
-            f"parameter 'timeout' is a positive number of microseconds, got {timeout!r}"
+            f"parameter 'timeout' is a positive number of microseconds, got {errors.shown(repr(timeout))}"
         )
     mine = now + timeout / 1e6
     return mine if deadline is None else min(deadline, mine)

@@ -144,3 +144,11 @@ def test_banded_parallel_head_at_12_mpx_equals_the_reference() -> None:
             assert np.array_equal(alone.run(logits, size), got)
         finally:
             head.close()
+
+
+def test_nan_logits_give_a_mask_not_an_error() -> None:
+    """NaN logits (a reduced precision's overflow) keep no candidate by comparison: slot 0 stands in."""
+    logits = np.random.default_rng(0).standard_normal((5, 8, 8)).astype(np.float32)
+    logits[:, 2:4, 2:4] = np.nan
+    for head in (MaskHead("full", 0, np.dtype(np.uint8)), MaskHead("topk", 3, np.dtype(np.uint8))):
+        assert head.run(logits, (40, 40)).shape == (40, 40)

@@ -145,3 +145,21 @@ def test_a_class_filter_leaves_only_those_classes_in_every_format() -> None:
     ).all()
     overlay = png_pixels(encode("overlay", r, keep).data)
     assert overlay.shape == (90, 100, 3)
+
+
+def test_hostile_class_lists_are_refused_in_words_before_any_work() -> None:
+    """Unicode digits and endless ids are a 400, not a 500; long tokens are quoted cut; ``probability``
+    maps a bounded number of classes (each a full-size image), refused before inference."""
+    r = result(20, 20, seed=5)
+    for token in ("²", "٣", "9" * 5000):
+        with pytest.raises(ServeError) as info:
+            options(token).selected(r.spec)
+        assert info.value.status == 400 and len(info.value.detail) < 300
+    with pytest.raises(ServeError, match="at most 1024"):
+        options(",".join(["1"] * 1025))
+    with pytest.raises(ServeError, match="probability maps at most 8 classes"):
+        FORMATS.check(FORMATS.get("probability"), options(",".join(str(i) for i in range(9))))
+    FORMATS.check(FORMATS.get("probability"), options("1,2"))
+    with pytest.raises(ServeError) as info:
+        FORMATS.get("x" * 10_000)
+    assert len(info.value.detail) < 300
