@@ -263,16 +263,7 @@ def mixed_phase(plan: Plan, graph: Path) -> None:
         finally:
             triton.stop()
     out = plan.work / "raw" / "mixed.json"
-    args = [
-        "--graph",
-        str(graph),
-        "--out",
-        str(plan.out),
-        "--work",
-        str(plan.work),
-        "--threads",
-        str(plan.threads),
-    ]
+    args = _phase_args(plan, graph)
     _python("bench.mixed", *args, *map(str, plan.images))
     plan.mixed = json.loads(out.read_text())
     # one request's memory (issue #12's figures): a 36 Mpx PNG, three at once, 300 sizes -> MEMORY.md
@@ -284,11 +275,25 @@ def mixed_phase(plan: Plan, graph: Path) -> None:
     _python("bench.native_memory", *args, *(f"--runtime={r}" for r in runtimes))
 
 
+def _phase_args(plan: Plan, graph: Path, out: Path | None = None) -> list[str]:
+    """``--graph --out --work --threads`` of a phase run as its own process (``out``: default the
+    report folder)."""
+    return [
+        "--graph",
+        str(graph),
+        "--out",
+        str(out or plan.out),
+        "--work",
+        str(plan.work),
+        "--threads",
+        str(plan.threads),
+    ]
+
+
 def video_phase(plan: Plan, graph: Path) -> None:
     """``bench.video``: 1080p frames through one gRPC stream and four (``client.pipeline``), beside the
     same frames one by one over REST (one client and four)."""
-    args = ["--graph", str(graph), "--out", str(plan.out), "--work", str(plan.work)]
-    args += ["--threads", str(plan.threads), "--frames", str(plan.video_frames)]
+    args = [*_phase_args(plan, graph), "--frames", str(plan.video_frames)]
     _python("bench.video", *args, *map(str, plan.images))
     plan.video = json.loads((plan.work / "raw" / "video.json").read_text())
 
@@ -300,16 +305,7 @@ def _rate(rows: list[dict[str, Any]], server: str, images: str) -> float:
 
 def phone_phase(plan: Plan, graph: Path) -> None:
     """``bench.phone``: 12 Mpx photos beside their own size (a note; the analysis is PHONE.md)."""
-    args = [
-        "--graph",
-        str(graph),
-        "--out",
-        str(plan.out),
-        "--work",
-        str(plan.work),
-        "--threads",
-        str(plan.threads),
-    ]
+    args = _phase_args(plan, graph)
     _python("bench.phone", *args, *map(str, plan.images))
     rows = json.loads((plan.work / "phone.json").read_text())["throughput"]
 
@@ -325,16 +321,7 @@ def phone_phase(plan: Plan, graph: Path) -> None:
 def tracing_phase(plan: Plan, graph: Path) -> None:
     """``bench.tracing``: our server with tracing off and on at 100 % sampling, alternating (a note)."""
     out = plan.work / "raw" / "tracing.json"
-    args = [
-        "--graph",
-        str(graph),
-        "--out",
-        str(out),
-        "--work",
-        str(plan.work),
-        "--threads",
-        str(plan.threads),
-    ]
+    args = _phase_args(plan, graph, out)
     _python("bench.tracing", *args, *map(str, plan.images))
     result = json.loads(out.read_text())
     off, on = result["summary"]["off"], result["summary"]["on"]
@@ -365,8 +352,7 @@ def drift_note(plan: Plan) -> None:
 def ovsoak_phase(plan: Plan, graph: Path) -> None:
     """``bench.ovsoak``: the batching soak on both runtimes and OpenVINO's RSS over 800 native shapes,
     summarised in the notes (raw figures: ``raw/ovsoak.json``)."""
-    args = ["--graph", str(graph), "--out", str(plan.out), "--work", str(plan.work)]
-    _python("bench.ovsoak", *args, "--threads", str(plan.threads), *map(str, plan.images))
+    _python("bench.ovsoak", *_phase_args(plan, graph), *map(str, plan.images))
     result = json.loads((plan.work / "raw" / "ovsoak.json").read_text())
     soak, native = result["batching_soak"], result["native_shapes"]
     plan.notes.append(

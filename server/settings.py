@@ -2,7 +2,8 @@
 
 Every field is a CLI flag (``--max-batch-size``) and an environment variable
 (``SEGFORMER_MAX_BATCH_SIZE``); flags win over the environment, which wins over the defaults.
-Nothing else in ``server/`` reads the environment.
+Nothing else in ``server/`` reads the environment, except the standard OpenTelemetry variables
+(``OTEL_*``), which ``server/tracing.py`` reads once when the Server starts (docs/tracing.md).
 """
 
 from __future__ import annotations
