@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, field in Settings.model_fields.items():
         env = "SEGFORMER_" + name.upper()
         default = field.default if field.default_factory is None else field.default_factory()
-        help_text = f"{field.description} (env {env}, default {default})"
+        help_text = f"{field.description} (env {env}, default {default})".replace("%", "%%")  # argparse
         if field.annotation is bool:
             parser.add_argument(
                 _flag(name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text

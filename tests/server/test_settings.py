@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 
 from server.runtimes.onnxruntime import choose_providers
-from server.settings import Settings, load_settings
+from server.settings import Settings, build_parser, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "server.md"
@@ -37,3 +37,9 @@ def test_cuda_requested_without_cuda_fails_clearly() -> None:
     with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
         choose_providers(Settings(device="cuda"))
     assert choose_providers(Settings(device="auto")) == ["CPUExecutionProvider"]
+
+
+def test_help_lists_every_flag() -> None:
+    """``segformer-serve --help`` renders (a ``%`` in a description once broke argparse's formatting)."""
+    text = build_parser().format_help()
+    assert "--jpeg-draft" in text and "99.2-99.9 %" in text
