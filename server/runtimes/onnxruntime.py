@@ -89,8 +89,10 @@ def _session_options(threads: int, spinning: bool, shared_arena: bool) -> ort.Se
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # a memory pattern is planned and kept per input shape: native mode's distinct shapes would each keep one
-    options.enable_mem_pattern = False
+    # memory patterns stay on (ORT's default): a run at a known shape takes its activations in one block
+    # instead of one arena call per tensor, which the lanes' shared arena serialises (off, the server's
+    # PNG path at 4 clients ran at 0.90-0.93x); a pattern is only offsets, and a large native shape's
+    # block is given back by the shrinking run below (tests/server/test_memory.py)
     options.log_severity_level = 3  # the optional `output_size` initializer-input warning is by design
     if not spinning:  # several busy-waiting thread pools in one process fight over the cores
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
