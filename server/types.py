@@ -29,6 +29,7 @@ class SegmentRequest:
     model: str | None = None  # None or "" = the default model
     pixels: np.ndarray | None = None
     keep_logits: bool = False  # a format needs the softmax (server/outputs/confidence.py); not with slide
+    keep_image: bool = False  # a format needs the decoded pixels (overlay): else dropped once resized
 
 
 class ClassStat(BaseModel):

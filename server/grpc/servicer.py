@@ -56,6 +56,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
             endpoint=endpoint,
             model=request.model or None,
             keep_logits=want.format is not None and want.format.needs_logits,
+            keep_image=want.format is not None and want.format.needs_image,
         )
         result = await self._dataplane.segment(plane_request)
         return await asyncio.to_thread(convert.segment_response, request.frame_id, result, want)

@@ -3,7 +3,8 @@ the Open Inference Protocol (named outputs) and the client look formats up here.
 
 MLServer's codec registry is the pattern: a format is a name, a content type and an encoder. A format
 also says whether it needs the model's probabilities (so the data plane keeps the low-resolution
-logits for that request only) and whether it needs ``classes``.
+logits for that request only), the decoded image (kept for that request only: others drop their
+pixels once resized, which a 12 Mpx photo holds at 48 MB) and whether it needs ``classes``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class OutputFormat:
     encode: Encoder
     description: str
     needs_logits: bool = False  # the softmax: the data plane keeps this request's logits
+    needs_image: bool = False  # the decoded pixels: the data plane keeps them for this request only
     needs_classes: bool = False
     max_classes: int | None = None  # the most classes one request may ask of it (None: any)
     negotiable: bool = True  # chosen by ``Accept`` when its content type is asked for
@@ -89,6 +91,7 @@ FORMATS = FormatRegistry(
             "image/png",
             masks.overlay,
             "the image blended with the class colours",
+            needs_image=True,
             negotiable=False,
         ),
         OutputFormat(

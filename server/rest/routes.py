@@ -110,9 +110,8 @@ async def _segment(
     deadline = start + budget_ms / 1000 if budget_ms is not None else None
     data = await read_image_bytes(request, BodyLimits.of(settings))
     endpoint = request.scope["route"].path
-    plane_request = SegmentRequest(
-        data, mode, deadline, "rest", endpoint, model, keep_logits=fmt.needs_logits
-    )
+    keep = {"keep_logits": fmt.needs_logits, "keep_image": fmt.needs_image}  # what the format needs
+    plane_request = SegmentRequest(data, mode, deadline, "rest", endpoint, model, **keep)
     work = plane.segment(plane_request)
     result = await unless_disconnected(request, work)
     if result is None:  # nobody to answer (server/rest/disconnect.py)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from server.app import Server
+from server.outputs.base import options
+from server.outputs.formats import FORMATS
+from server.settings import Settings
+from server.types import SegmentRequest
 from tests.server.live import Served, image_bytes
 
 pytestmark = pytest.mark.slow
@@ -143,3 +149,32 @@ def test_native_mode_gives_a_large_shape_back(server: Served) -> None:
         assert after <= before * 1.10 + 20 * MB, (
             f"{height}x{width}: RSS {before / MB:.0f} -> {after / MB:.0f} MB"
         )
+
+
+async def _held_images(settings: Settings, photo: bytes) -> dict[str, bool]:
+    """Whether a result holds the decoded pixels, per format, through a started in-process ``Server``."""
+    server = Server(settings)
+    await server.start()
+    try:
+        while not server.dataplane.is_ready():
+            await asyncio.sleep(0.05)
+        held = {}
+        for fmt in FORMATS.formats:
+            if fmt.needs_classes:
+                continue
+            request = SegmentRequest(photo, keep_logits=fmt.needs_logits, keep_image=fmt.needs_image)
+            result = await server.dataplane.segment(request)
+            held[fmt.name] = result.image is not None
+            assert fmt.encode(result, options(None, 0.0, 0.0, 0.5)).data  # and each still encodes
+        return held
+    finally:
+        await server.stop()
+
+
+def test_only_the_overlay_keeps_the_decoded_pixels(random_b0_onnx: Path, tmp_path: Path) -> None:
+    """The decoded image (48 MB for a 12 Mpx photo) is dropped once resized unless the format draws on it:
+    requests in flight hold their model input, logits and mask, not their pixels (issues #24, #26)."""
+    common = {"model": [str(random_b0_onnx)], "host": "127.0.0.1", "port": 0, "grpc_port": 0}
+    common |= {"cache_dir": tmp_path, "warmup_runs": 0, "runtime": "onnxruntime", "demo": False}
+    held = asyncio.run(_held_images(Settings(**common), image_bytes(300, 400, "JPEG", seed=5)))
+    assert held == {name: name == "overlay" for name in held} and "overlay" in held and "png" in held
