@@ -65,7 +65,11 @@ def test_every_served_model_can_be_picked_and_a_16_bit_mask_is_read_exactly(
     browser.execute_script("document.body.dataset.state = 'sent'")
     picker.select_by_value("wide")  # the same image again, with the other model
     wait_for(browser, page_state("done"), what="the other model's answer")
-    assert "300 classes" in browser.find_element("id", "model-info").text
+    info = browser.find_element("id", "model-info").text
+    assert "300 classes" in info
+    wide_model = httpx.get(f"{two_models.url}/v1/models/wide", timeout=30).json()
+    runs = f"{wide_model['runtime']} {wide_model['inference_precision']} (exact)"  # the true precision
+    assert wide_model["exact"] and runs in info, info
     wide = segment_json(two_models, photo, model="wide")
     assert [row[0] for row in legend(browser)] == [c["id"] for c in by_share(wide["classes"])]
 

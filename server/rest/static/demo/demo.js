@@ -99,7 +99,10 @@ async function selectModel(name) {
   ui.mode.disabled = d.modes.length < 2;
   const [h, w] = d.inference_size;
   const providers = d.providers.map((p) => p.replace("ExecutionProvider", "")).join(", ");
-  ui.modelInfo.textContent = `${d.variant.toUpperCase()} · ${d.num_labels} classes · ${w}×${h} · ${providers}`;
+  // what computes the masks: the runtime, its precision, whether that is the graph's own (exact)
+  const runs = `${d.runtime} ${d.inference_precision}${d.exact ? " (exact)" : " (reduced precision)"}`;
+  ui.modelInfo.textContent =
+    `${d.variant.toUpperCase()} · ${d.num_labels} classes · ${w}×${h} · ${runs} · ${providers}`;
 }
 
 // --- showing a result ----------------------------------------------------------------------------
