@@ -4,7 +4,8 @@
 
 - **batching soak**: mixed-size photos (``bench.mixed.mixed_jpegs``), 8 closed-loop REST clients,
   ``--max-batch-size 8 --sessions 1`` at the default queue delay, each runtime in fp32 in turn: mean
-  batch, images/s, peak RSS and its drift (the last answer's RSS against the RSS after the first 20 %).
+  batch, images/s, peak RSS and how it moves: ``rss_drift`` (the run's peak against the RSS after the
+  first 20 %) and ``rss_growth`` (the later fifths' peaks against the second fifth's: ``fifth_peaks``).
 - **native shapes**: OpenVINO (default settings), ``mode=native``, ``--shapes`` distinct image sizes
   one after another: RSS after the first 100 and after all of them (``docs/benchmarks`` says what
   the server must keep it under).
@@ -38,11 +39,23 @@ def batching_soak(graph: Path, photos: list[Path], work: Path, threads: int, req
         finally:
             server.stop()
         early = rss[max(0, len(rss) // 5 - 1)]
+        peaks = fifth_peaks(rss)
         run |= {"mean_batch": total / max(count, 1), "rss_peak_mb": max(rss) / 2**20,
                 "rss_20pct_mb": early / 2**20, "rss_last_mb": rss[-1] / 2**20,
-                "rss_drift": max(rss) / early - 1}  # fmt: skip
+                "rss_drift": max(rss) / early - 1,
+                "fifth_peaks_mb": [p / 2**20 for p in peaks],
+                "rss_growth": max(peaks[1:]) / peaks[1] - 1}  # fmt: skip
         out[runtime] = run
     return out
+
+
+def fifth_peaks(rss: list[int]) -> list[int]:
+    """The peak RSS of each fifth of the run (by answers). ``rss_growth`` compares the later fifths'
+    peaks with the second's (the first is the warm-up): a peak against peaks of windows of the same
+    length, where ``rss_drift`` sets the run's peak against one sample, so it also counts how far RSS
+    swings with the images in flight (the mixed sizes' decoded pixels and logits), not only growth."""
+    n = len(rss)
+    return [max(rss[i * n // 5 : max((i + 1) * n // 5, i * n // 5 + 1)]) for i in range(5)]
 
 
 def native_shapes(graph: Path, photos: list[Path], work: Path, threads: int, shapes: int) -> dict[str, Any]:

@@ -359,7 +359,7 @@ def ovsoak_phase(plan: Plan, graph: Path) -> None:
         "batching soak (8 clients, --max-batch-size 8 --sessions 1, mixed sizes): "
         + "; ".join(
             f"{name} batch mean {r['mean_batch']:.2f}, peak RSS {r['rss_peak_mb']:.0f} MB "
-            f"(drift {r['rss_drift']:+.1%}), {r['images_per_s']:.2f} img/s"
+            f"(drift {r['rss_drift']:+.1%}, growth {r['rss_growth']:+.1%}), {r['images_per_s']:.2f} img/s"
             for name, r in soak.items()
         )
         + f"; OpenVINO native over {native['shapes']} shapes: RSS after 100 {native['rss_100_mb']:.0f} MB, "

@@ -19,6 +19,8 @@ def test_ovsoak_measures_both_runtimes_and_many_shapes(random_b0_onnx: Path, tmp
     for row in soak.values():
         assert row["errors"] == 0 and row["requests"] == 16 and 1 <= row["mean_batch"] <= 8
         assert 0 < row["rss_20pct_mb"] <= row["rss_peak_mb"]
+        assert len(row["fifth_peaks_mb"]) == 5 and max(row["fifth_peaks_mb"]) == row["rss_peak_mb"]
+        assert row["rss_growth"] >= 0
     native = result["native_shapes"]
     assert native["shapes"] == 4 and native["errors"] == 0 and native["peak_over_100"] >= 1
     assert (tmp_path / "raw" / "ovsoak.json").exists()
