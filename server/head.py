@@ -48,6 +48,9 @@ MARGIN = np.float32(2.0**-16)
 FEW_SLOTS = 2
 #: masks of at least this many pixels are filled in bands on the thread pool
 PARALLEL_PIXELS = 1 << 21
+#: mixed cells of at most this many pixels (a small photo's) are written with one scatter for the chunk,
+#: larger ones block by block (a Python step per cell costs more than a small cell's pixels)
+SCATTER_PIXELS = 64
 
 
 def axis_weights(
@@ -228,6 +231,9 @@ class MaskHead:
                 value = top * ay + bottom * by  # [R, n, X, m]
                 slot = value.argmax(axis=-1)
                 label = labels[part][np.arange(len(x))[None, :, None], slot].astype(self.mask_dtype)
+            if rows * cols <= SCATTER_PIXELS:  # small cells: one scatter (padding rewrites equal labels)
+                mask[y[:, :, None], x[None, :, :]] = label
+                continue
             corners = zip(y[0], x[:, 0], count_y[part], count_x[part], strict=True)
             for k, (top_y, left_x, r, c) in enumerate(corners):
                 mask[top_y : top_y + r, left_x : left_x + c] = label[:r, k, :c]  # a cell: one block
