@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -183,6 +184,11 @@ def report(payload: dict[str, Any]) -> str:
     for name, rates in payload.get("png_throughput", {}).items():
         shown = " / ".join(f"{r:.2f}" for r in rates)
         lines.append(f"- end to end, closed loop, 0.35 Mpx, {name}: {shown} img/s (alternating windows)")
+    rates = payload.get("png_throughput", {})
+    if rates.get("registry") and rates.get("baseline"):
+        ratio = statistics.median(rates["registry"]) / statistics.median(rates["baseline"])
+        verdict = "met" if abs(ratio - 1) <= 0.03 else "**not met**"
+        lines.append(f"- median against median: {ratio:.3f}x the baseline (target 1 ± 0.03: {verdict})")
     return "\n".join(lines) + "\n"
 
 
@@ -193,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--rounds", type=int, default=30, help="interleaved PNG encodes per size, in process")
+    p.add_argument("--windows", type=int, default=6, help="closed-loop windows per server, alternating")
     args = p.parse_args(argv)
     photo = args.photos[0] if args.photos else None
     images = {name: jpeg(photo, size) for name, size in SIZES.items()}
@@ -210,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
                 root=args.baseline_tree,
             )  # fmt: skip
             throughput["baseline"] = []
-        for _ in range(2):  # alternating, so drift on a shared machine hits both alike
-            for name in throughput:
+        for window in range(args.windows):  # alternating (A B, B A, ...): drift hits both alike
+            for name in list(throughput)[:: 1 if window % 2 == 0 else -1]:
                 rate = png_throughput(servers[name].url, images["0.35 Mpx"], args.seconds, args.clients)
                 throughput[name].append(rate)
                 print(f"PNG path {name}: {rate:.2f} img/s", flush=True)
