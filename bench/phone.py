@@ -1,11 +1,15 @@
 """Phone-size photos: 12 Mpx JPEGs made from the real photos, beside the same scenes at their own size.
 
     python -m bench.phone --graph G.onnx --out docs/benchmarks --work .cache/bench \\
-        [--base-checkout DIR] [--duration 10] [--rounds 2] PHOTOS...
+        [--base-checkout DIR] [--triton-venv DIR] [--duration 10] [--rounds 2] PHOTOS...
 
 Servers at defaults (and ours with ``--jpeg-draft``; with ``--base-checkout`` another checkout's
 server, same graph and packages): closed loop, 4 clients, REST and gRPC streams, each image set in turn,
-rounds interleaved (the machine is shared: ratios hold within a round). Then, one request at a time, the
+rounds interleaved (the machine is shared: ratios hold within a round). Beside them on the same files,
+each round: PyTriton (``--triton-venv``: ``bench/triton_env.py``'s venv, made if missing; batching off,
+its best CPU setting; the same exact decode, PIL resize, the graph's own mask, PNG) over its KServe v2
+REST endpoint, and the in-process pipeline (``bench.inproc ort --output pipeline``: JPEG bytes to PNG
+through the same graph, two loops side by side, no transport). Then, one request at a time, the
 stages per photo from the server's own stage histograms (``/metrics``): decode, resize, inference, mask
 head, encode, and the rest of the client's wall time (network + HTTP). Results: ``WORK/phone.json`` and
 the tables in ``WORK/phone.md`` (``docs/benchmarks/PHONE.md`` is their reading).
@@ -14,7 +18,10 @@ the tables in ``WORK/phone.md`` (``docs/benchmarks/PHONE.md`` is their reading).
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -27,6 +34,7 @@ from bench.common import phase_parser, write_json
 from bench.loadgen import run_load
 from bench.mixed import jpeg_at
 from bench.servers import OurServer, start_server
+from bench.triton_env import TritonServer, ensure_venv, start_triton
 
 PHONE = (4032, 3024)
 STAGES = ("decode", "preprocess", "inference", "mask", "encode", "total")
@@ -71,6 +79,23 @@ def stage_table(server: OurServer, images: list[bytes], requests: int) -> dict[s
     return means
 
 
+def in_process(args: argparse.Namespace, label: str, images: list[bytes]) -> dict[str, Any]:
+    """``bench.inproc``'s pipeline on one image set, in its own process: its summary as a dict."""
+    folder = args.work / "phone" / "files" / label.replace(" ", "_")
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for index, body in enumerate(images):
+        files.append(folder / f"{index:02d}.jpg")
+        files[-1].write_bytes(body)
+    out = folder / "inproc.json"
+    command = [sys.executable, "-m", "bench.inproc", "ort", str(args.graph), "--output", "pipeline"]
+    command += ["--threads", str(args.threads), "--sessions", "2", "--duration", str(args.duration)]
+    subprocess.run([*command, "--out", str(out), *map(str, files)], check=True)
+    row: dict[str, Any] = json.loads(out.read_text())
+    row["system"] = "in process"
+    return row
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     photos = list(args.photos)
     sets = {"own size": [p.read_bytes() for p in photos], "12 Mpx": phone_jpegs(photos)}
@@ -81,26 +106,45 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.base_checkout is not None:
         configs["base"] = ([], args.base_checkout)
     servers: dict[str, OurServer] = {}
+    triton: TritonServer | None = None
     results: dict[str, Any] = {"throughput": [], "stages": {}}
+
+    def record(row: dict[str, Any], server: str, label: str, round_: int) -> None:
+        row.update(server=server, images=label, round=round_ + 1)
+        print(f"round {round_ + 1} {row['system']} {label} {server}: {row['images_per_s']:.2f} img/s")
+        results["throughput"].append(row)
+
     try:
         for name, (extra, root) in configs.items():
             work = args.work / "phone" / name.replace(" ", "_")
             servers[name] = start_server(args.graph, work, args.threads, extra, *([root] if root else []))
+        if args.triton_venv is not None:  # batching off (max batch 1): PyTriton's best on a CPU
+            python = ensure_venv(args.triton_venv)
+            triton = start_triton(python, args.graph, args.work / "phone" / "triton", args.threads, 1, 0)
         for round_ in range(args.rounds):
             for target in ("rest", "grpc-stream"):
                 for label, images in sets.items():
                     for name, server in servers.items():
                         url = server.url if target == "rest" else server.grpc_target
-                        row = run_load(target, url, 4, args.duration, 60.0, images, server.pid)
-                        row.update(server=name, images=label, round=round_ + 1)
-                        print(f"round {round_ + 1} {target} {label} {name}: {row['images_per_s']:.2f} img/s")
-                        results["throughput"].append(row)
+                        record(
+                            run_load(target, url, 4, args.duration, 60.0, images, server.pid),
+                            name,
+                            label,
+                            round_,
+                        )
+            for label, images in sets.items():
+                if triton is not None:
+                    row = run_load("triton", triton.url, 4, args.duration, 60.0, images, triton.process.pid)
+                    record(row, "PyTriton", label, round_)
+                record(in_process(args, label, images), "in-process pipeline", label, round_)
         for name, server in servers.items():
             for label, images in sets.items():
                 results["stages"][f"{name} / {label}"] = stage_table(server, images, args.requests)
     finally:
         for server in servers.values():
             server.stop()
+        if triton is not None:
+            triton.stop()
     return results
 
 
@@ -128,6 +172,7 @@ def markdown(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = phase_parser("python -m bench.phone", __doc__)
     parser.add_argument("--base-checkout", type=Path, default=None, help="another checkout to A/B against")
+    parser.add_argument("--triton-venv", type=Path, default=None, help="PyTriton's venv: adds its rows")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--requests", type=int, default=10, help="sequential requests for the stage table")

@@ -305,16 +305,22 @@ def _rate(rows: list[dict[str, Any]], server: str, images: str) -> float:
 
 def phone_phase(plan: Plan, graph: Path) -> None:
     """``bench.phone``: 12 Mpx photos beside their own size (a note; the analysis is PHONE.md)."""
-    args = _phase_args(plan, graph)
+    args = _phase_args(plan, graph) + (["--triton-venv", str(plan.triton_venv)] if plan.triton else [])
     _python("bench.phone", *args, *map(str, plan.images))
     rows = json.loads((plan.work / "phone.json").read_text())["throughput"]
 
     ours, draft = (
         _rate(rows, s, "12 Mpx") / _rate(rows, s, "own size") for s in ("ours", "ours --jpeg-draft")
     )
+    beside = [
+        f"{s} {_rate(rows, 'ours', '12 Mpx') / _rate(rows, s, '12 Mpx'):.2f}x"
+        for s in ("PyTriton", "in-process pipeline")
+        if any(r["server"] == s for r in rows)
+    ]
     plan.notes.append(
         f"phone-size photos (4 clients, REST and gRPC streams, mean of the rounds): 12 Mpx at {ours:.2f}x "
-        f"the img/s of the same scenes at their own size, {draft:.2f}x with --jpeg-draft (PHONE.md)"
+        f"the img/s of the same scenes at their own size, {draft:.2f}x with --jpeg-draft; ours at 12 Mpx "
+        f"against {', '.join(beside) or 'nothing beside it'} (PHONE.md)"
     )
 
 
