@@ -92,6 +92,7 @@ class OrderedStream(Generic[Req, Resp]):
         draining: asyncio.Task[None],
     ) -> bool:
         """Takes requests until the client half-closes (False) or the server closes (True)."""
+        following: asyncio.Future[Req] | None = None
         try:
             iterator = aiter(self._requests)
             while True:
@@ -112,7 +113,18 @@ class OrderedStream(Generic[Req, Resp]):
                 await self._dataplane.wait_for_capacity(self._model(request), deadline - DEADLINE_SLACK_S)
                 pending.put_nowait(asyncio.create_task(self._handle(request)))
         finally:
+            if following is not None:
+                _settle(following)
             pending.put_nowait(None)
+
+
+def _settle(read: asyncio.Future[Any]) -> None:
+    """A read of the next request that nobody will await (the call was cancelled meanwhile): cancelled,
+    or its outcome marked seen, so asyncio logs no "exception was never retrieved" when it ends."""
+    if not read.done():
+        read.cancel()
+    elif not read.cancelled():
+        read.exception()
 
 
 async def _until_closing(dataplane: Any) -> None:
