@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from PIL import Image
 
 from server import errors
 
@@ -80,8 +81,20 @@ def numpy_hugepage_setter() -> Callable[[bool], bool] | None:
     return None
 
 
+def cache_image_memory(max_bytes: int) -> int:
+    """Let Pillow keep up to ``max_bytes`` of freed image memory (its blocks, 16 MiB each) for the next
+    image (``--image-cache-mib``); the number of blocks. A fresh block is a fresh mapping, and filling it
+    page-faults: a 12 Mpx photo's 48 MB of pixels cost ~30 ms of faults per decode, which a reused block
+    does not (decode + resize 99 -> 70 ms, in process). ``trim`` empties the cache when the server idles."""
+    blocks = max_bytes // Image.core.get_block_size()
+    Image.core.set_blocks_max(blocks)
+    return int(blocks)
+
+
 def trim() -> None:
-    """Give free heap pages back to the OS (``malloc_trim``); a no-op elsewhere."""
+    """Give free heap pages back to the OS (``malloc_trim``) and Pillow's cached image blocks; the
+    former is a no-op off glibc."""
+    Image.core.clear_cache()
     libc = _libc()
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)

@@ -179,6 +179,13 @@ class LimitSettings(BaseModel):
         description="working memory of the requests in flight (decoded pixels, masks), estimated from "
         "the image header before decoding; beyond it requests wait, then 503; 0 = unlimited",
     )
+    image_cache_mib: int = Field(
+        128,
+        ge=0,
+        description="freed image memory Pillow keeps for the next decode (in 16 MiB blocks), given back "
+        "when the server goes idle: no page faults on reuse (a 12 Mpx photo's decode + resize 99 -> 70 "
+        "ms); 0 = off",
+    )
 
 
 class OperationSettings(BaseModel):

@@ -127,6 +127,30 @@ def test_tune_malloc_turns_off_numpy_huge_page_advice() -> None:
     assert out.stdout.strip() == "False"
 
 
+def test_image_blocks_are_reused_while_busy_and_given_back_by_trim() -> None:
+    """In a fresh interpreter: with the cache (``--image-cache-mib``) a second 12 Mpx decode reuses the
+    first one's blocks (no fresh pages to fault in), and ``trim`` (the idle server's) empties it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import io\n"
+        "from PIL import Image\n"
+        "from server.memory import MiB, cache_image_memory, trim\n"
+        "assert cache_image_memory(128 * MiB) == 8\n"
+        "buffer = io.BytesIO()\n"
+        "Image.new('RGB', (4032, 3024), (40, 90, 160)).save(buffer, 'JPEG')\n"
+        "for _ in range(2):\n"
+        "    Image.open(io.BytesIO(buffer.getvalue())).convert('RGB').load()\n"
+        "stats = Image.core.get_stats()\n"
+        "trim()\n"
+        "print(stats['reused_blocks'], Image.core.get_stats()['blocks_cached'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    reused, cached = map(int, out.stdout.split())
+    assert reused >= 3 and cached == 0  # 48 MB of RGBX in 16 MiB blocks: three reused
+
+
 def test_native_mode_gives_a_large_shape_back(server: Served) -> None:
     """Native mode at 1024 px needs ~13x the inference memory of the inference size (SegFormer's stage-1
     attention): once answered, the arena regions it grew are given back (issue #30), whatever the shape."""
