@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from server import logs
+from server.flags import load_settings
 from server.memory import MiB, cache_image_memory, tune_malloc
-from server.settings import load_settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""All server configuration: one pydantic-settings object, built once in ``main()``.
+"""All server configuration: one pydantic-settings object, built once in ``main()`` (from the flags
+and environment by ``server.flags.load_settings``).
 
 Every field is a CLI flag (``--max-batch-size``) and an environment variable
 (``SEGFORMER_MAX_BATCH_SIZE``); flags win over the environment, which wins over the defaults.
@@ -8,13 +9,11 @@ Nothing else in ``server/`` reads the environment, except the standard OpenTelem
 
 from __future__ import annotations
 
-import argparse
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "nvidia/segformer-b0-finetuned-ade-512-512"
@@ -238,50 +237,3 @@ def usable_cores() -> int:
     except (OSError, ValueError):
         pass
     return cores
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """An argparse parser with one flag per settings field (defaults left to ``Settings``)."""
-    parser = argparse.ArgumentParser(
-        prog="segformer-serve",
-        description="Serve a SegFormer model over REST and gRPC (settings also via SEGFORMER_* env vars).",
-    )
-    for name, field in Settings.model_fields.items():
-        env = "SEGFORMER_" + name.upper()
-        default = field.default if field.default_factory is None else field.default_factory()
-        help_text = f"{field.description} (env {env}, default {default})".replace("%", "%%")  # argparse
-        if field.annotation is bool:
-            parser.add_argument(
-                _flag(name), action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
-            )
-        elif name == "model":  # repeatable
-            parser.add_argument(
-                _flag(name),
-                metavar="[NAME=]SOURCE",
-                action="append",
-                default=argparse.SUPPRESS,
-                help=help_text,
-            )
-        else:
-            parser.add_argument(_flag(name), metavar=name.upper(), default=argparse.SUPPRESS, help=help_text)
-    return parser
-
-
-def load_settings(argv: Sequence[str] | None = None) -> Settings:
-    """Settings from CLI flags over ``SEGFORMER_*`` environment variables over defaults."""
-    parser = build_parser()
-    parsed: dict[str, Any] = vars(parser.parse_args(argv))
-    try:
-        return Settings(**parsed)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{_flag(str(e['loc'][0]))} (SEGFORMER_{str(e['loc'][0]).upper()}): {e['msg']}"
-            if e["loc"]
-            else e["msg"]
-            for e in exc.errors()
-        )
-        parser.error(problems)  # exits 2 with the usage line

@@ -13,7 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from server.settings import Settings, load_settings
+from server.flags import load_settings
+from server.settings import Settings
 from tests.deploy.kustomize import Resource
 from tests.deploy.manifests import (
     CRD_KINDS,

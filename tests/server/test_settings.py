@@ -7,8 +7,9 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
+from server.flags import build_parser, load_settings
 from server.runtimes.onnxruntime import choose_providers
-from server.settings import Settings, build_parser, load_settings
+from server.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "server.md"

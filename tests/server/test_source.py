@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from server.settings import DEFAULT_MODEL, Settings, load_settings
+from server.flags import load_settings
+from server.settings import DEFAULT_MODEL, Settings
 from server.source import check_name, default_name, parse_model_arg, scan_repository
 
 
