@@ -48,6 +48,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-compare", action="store_true", help="skip measuring the other upsample mode")
     p.add_argument("--fresh", action="store_true", help="re-export the graphs even if cached")
     p.add_argument("--server-arg", action="append", default=[], help="extra segformer-serve flag (repeat)")
+    p.add_argument(
+        "--baseline-tree",
+        type=Path,
+        default=None,
+        help="an older commit's source tree (git archive REV | tar -x -C DIR): the output formats' PNG path "
+        "and the phone-size photos side by side with it",
+    )
     return p.parse_args(argv)
 
 
@@ -104,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         openvino=not args.no_openvino and importlib.util.find_spec("openvino") is not None,
         fresh=args.fresh,
         server_args=args.server_arg,
+        baseline_tree=args.baseline_tree.resolve() if args.baseline_tree else None,
         out=args.out,
     )
     context = _context(args, plan)

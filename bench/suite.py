@@ -48,6 +48,7 @@ class Plan:
     openvino: bool = True  # raw OpenVINO bf16 rows and our server on OpenVINO (needs the openvino extra)
     fresh: bool = False
     server_args: list[str] = field(default_factory=list)
+    baseline_tree: Path | None = None  # an older commit's source tree: the outputs and phone A/Bs
     notes: list[str] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
     duel: dict[str, Any] | None = None  # c=1 latency, server vs session.run interleaved (bench.duel)
@@ -269,7 +270,8 @@ def mixed_phase(plan: Plan, graph: Path) -> None:
     # one request's memory (issue #12's figures): a 36 Mpx PNG, three at once, 300 sizes -> MEMORY.md
     _python("bench.memory", *args, *map(str, plan.images))
     # each output format's encode cost at 0.35 and 12 Mpx, the PNG path side by side -> OUTPUTS.md
-    _python("bench.outputs", *args, *map(str, plan.images[:1]))
+    base = ["--baseline-tree", str(plan.baseline_tree)] if plan.baseline_tree else []
+    _python("bench.outputs", *args, *base, *map(str, plan.images[:1]))
     # native mode (issue #30's figures): 800 distinct shapes, 20 6000x6000 PNGs at once -> NATIVE_MEMORY.md
     runtimes = ["onnxruntime", "openvino"] if plan.openvino else ["onnxruntime"]
     _python("bench.native_memory", *args, *(f"--runtime={r}" for r in runtimes))
@@ -306,6 +308,7 @@ def _rate(rows: list[dict[str, Any]], server: str, images: str) -> float:
 def phone_phase(plan: Plan, graph: Path) -> None:
     """``bench.phone``: 12 Mpx photos beside their own size (a note; the analysis is PHONE.md)."""
     args = _phase_args(plan, graph) + (["--triton-venv", str(plan.triton_venv)] if plan.triton else [])
+    args += ["--base-checkout", str(plan.baseline_tree)] if plan.baseline_tree else []
     _python("bench.phone", *args, *map(str, plan.images))
     rows = json.loads((plan.work / "phone.json").read_text())["throughput"]
 
