@@ -25,6 +25,7 @@ from server.grpc.gen import segmentation_pb2 as pb
 from server.grpc.gen import segmentation_pb2_grpc as pb_grpc
 from server.grpc.interceptor import Bookkeeping
 from server.grpc.streams import OrderedStream, admitted
+from server.outputs.formats import keep
 from server.settings import Settings
 from server.types import SegmentRequest
 
@@ -55,8 +56,7 @@ class SegmentationServicer(pb_grpc.SegmentationServiceServicer):
             transport=TRANSPORT,
             endpoint=endpoint,
             model=request.model or None,
-            keep_logits=want.format is not None and want.format.needs_logits,
-            keep_image=want.format is not None and want.format.needs_image,
+            **keep([want.format]),
         )
         result = await self._dataplane.segment(plane_request)
         return await asyncio.to_thread(convert.segment_response, request.frame_id, result, want)

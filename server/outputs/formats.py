@@ -9,7 +9,9 @@ pixels once resized, which a 12 Mpx photo holds at 48 MB) and whether it needs `
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypedDict
 
 from server import errors
 from server.errors import shown
@@ -29,6 +31,22 @@ class OutputFormat:
     needs_classes: bool = False
     max_classes: int | None = None  # the most classes one request may ask of it (None: any)
     negotiable: bool = True  # chosen by ``Accept`` when its content type is asked for
+
+
+class Keep(TypedDict):
+    """What the data plane keeps of a request for the formats it will be encoded in (the ``keep_*``
+    fields of ``SegmentRequest``)."""
+
+    keep_logits: bool
+    keep_image: bool
+
+
+def keep(formats: Iterable[OutputFormat | None]) -> Keep:
+    """What ``formats`` need kept beyond the mask (``None``: a transport's own mask format, nothing)."""
+    wanted = [f for f in formats if f is not None]
+    return Keep(
+        keep_logits=any(f.needs_logits for f in wanted), keep_image=any(f.needs_image for f in wanted)
+    )
 
 
 class FormatRegistry:

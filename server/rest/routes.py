@@ -15,7 +15,7 @@ from prometheus_client.exposition import choose_encoder
 from server import errors, metrics, tracing
 from server.dataplane import DataPlane
 from server.outputs.base import Options, options
-from server.outputs.formats import FORMATS, OutputFormat
+from server.outputs.formats import FORMATS, OutputFormat, keep
 from server.outputs.masks import SegmentJSON
 from server.rest.body import BodyLimits, read_image_bytes
 from server.rest.disconnect import client_closed, unless_disconnected
@@ -110,8 +110,7 @@ async def _segment(
     deadline = start + budget_ms / 1000 if budget_ms is not None else None
     data = await read_image_bytes(request, BodyLimits.of(settings))
     endpoint = request.scope["route"].path
-    keep = {"keep_logits": fmt.needs_logits, "keep_image": fmt.needs_image}  # what the format needs
-    plane_request = SegmentRequest(data, mode, deadline, "rest", endpoint, model, **keep)
+    plane_request = SegmentRequest(data, mode, deadline, "rest", endpoint, model, **keep([fmt]))
     work = plane.segment(plane_request)
     result = await unless_disconnected(request, work)
     if result is None:  # nobody to answer (server/rest/disconnect.py)

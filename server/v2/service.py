@@ -19,6 +19,7 @@ import numpy as np
 
 from server import errors, tracing
 from server.errors import ServeError
+from server.outputs.formats import keep
 from server.settings import Settings
 from server.types import SegmentRequest
 from server.v2 import models, tensors
@@ -131,16 +132,14 @@ class V2Service:
             )
         requested = tensors.check_outputs(request.outputs)
         chosen = tensors.output_options(request.parameters, self.settings.overlay_alpha)
-        wanted = tensors.formats(requested, chosen)
-        keep_logits, keep_image = any(f.needs_logits for f in wanted), any(f.needs_image for f in wanted)
+        kept = keep(tensors.formats(requested, chosen))
         deadline = _deadline(request.parameters, deadline, start)
         mode = request.parameters.get("mode")
         if mode is not None and not isinstance(mode, str):
             got = errors.shown(repr(mode))
             raise errors.invalid_argument(f"parameter 'mode' is a string (resize or native), got {got}")
         common = {"model": name, "mode": mode, "deadline": deadline}
-        common |= {"transport": transport, "endpoint": endpoint}
-        common |= {"keep_logits": keep_logits, "keep_image": keep_image}
+        common |= {"transport": transport, "endpoint": endpoint, **kept}
         if isinstance(images, np.ndarray):
             calls = [SegmentRequest(pixels=p, **common) for p in images]
         else:
