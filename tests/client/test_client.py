@@ -97,7 +97,7 @@ def test_cli_info_and_unreachable_server(
 def test_library_segment_stream_model_ready(
     live: LiveServer, reference: GraphReference, frames: Path, transport: str
 ) -> None:
-    url = live.rest_url if transport == "rest" else f"grpc://{live.grpc_address}"
+    url = live.client_url(transport)
     images = sorted(frames.glob("frame_*"))
     with SegformerClient(url, timeout=60) as client:
         assert client.transport == transport and client.ready()
@@ -176,7 +176,7 @@ def test_info_over_grpc_is_the_rest_body(live: LiveServer, capsys: pytest.Captur
 def test_a_named_model(
     live: LiveServer, frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], transport: str
 ) -> None:
-    url = live.rest_url if transport == "rest" else f"grpc://{live.grpc_address}"
+    url = live.client_url(transport)
     image = str(next(frames.glob("*.png")))
     assert main([url, "--model", "segformer-b0-random", image, "-o", str(tmp_path), "-q"]) == 0
     assert "1 segmented, 0 failed" in capsys.readouterr().out
@@ -184,18 +184,25 @@ def test_a_named_model(
     assert ("404" if transport == "rest" else "NOT_FOUND") in capsys.readouterr().err
 
 
+def _rest_answer(live: LiveServer, image: Path, query: str) -> httpx.Response:
+    """The server's own REST answer for ``image`` with ``query``: what the client must write the same."""
+    png = {"Content-Type": "image/png"}
+    answer = httpx.post(
+        f"{live.rest_url}/v1/segment?{query}", content=image.read_bytes(), headers=png, timeout=60
+    )
+    assert answer.status_code == 200, answer.text
+    return answer
+
+
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
 def test_a_format_of_the_servers_by_name(
     live: LiveServer, frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], transport: str
 ) -> None:
-    url = live.rest_url if transport == "rest" else f"grpc://{live.grpc_address}"
+    url = live.client_url(transport)
     image = next(frames.glob("*.png"))
     assert main([url, "--format", "rle", str(image), "-o", str(tmp_path)]) == 0
     assert "rle, " in capsys.readouterr().out
-    png = {"Content-Type": "image/png"}
-    rest = httpx.post(
-        f"{live.rest_url}/v1/segment?format=rle", content=image.read_bytes(), headers=png, timeout=60
-    )
+    rest = _rest_answer(live, image, "format=rle")
     assert (tmp_path / f"{image.stem}.rle.json").read_bytes() == rest.content
     assert main([url, "--format", "nope", str(image), "-o", str(tmp_path)]) == 2
     assert "unknown format 'nope'" in capsys.readouterr().err
@@ -206,16 +213,10 @@ def test_format_parameters_reach_the_server(
     live: LiveServer, frames: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], transport: str
 ) -> None:
     """``--classes``, ``--tolerance`` and ``--min-area`` give what REST gives for the same query."""
-    url = live.rest_url if transport == "rest" else f"grpc://{live.grpc_address}"
+    url = live.client_url(transport)
     image = next(frames.glob("*.png"))
-    png = {"Content-Type": "image/png"}
-    rle = httpx.post(f"{live.rest_url}/v1/segment?format=rle", content=image.read_bytes(), headers=png)
-    chosen = str(rle.json()["classes"][0]["id"])
-    query = f"format=polygons&classes={chosen}&tolerance=1.5&min_area=4"
-    rest = httpx.post(
-        f"{live.rest_url}/v1/segment?{query}", content=image.read_bytes(), headers=png, timeout=60
-    )
-    assert rest.status_code == 200
+    chosen = str(_rest_answer(live, image, "format=rle").json()["classes"][0]["id"])
+    rest = _rest_answer(live, image, f"format=polygons&classes={chosen}&tolerance=1.5&min_area=4")
     args = [url, "--format", "polygons", "--classes", chosen, "--tolerance", "1.5", "--min-area", "4"]
     assert main([*args, str(image), "-o", str(tmp_path)]) == 0
     assert (tmp_path / f"{image.stem}.geojson").read_bytes() == rest.content

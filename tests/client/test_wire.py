@@ -31,7 +31,7 @@ def test_a_model_name_goes_in_the_request_when_the_stubs_have_the_field() -> Non
 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
 def test_an_unknown_model_name_is_refused(live: LiveServer, transport: str) -> None:
-    url = live.rest_url if transport == "rest" else f"grpc://{live.grpc_address}"
+    url = live.client_url(transport)
     with SegformerClient(url, timeout=30) as client:
         for call in (
             lambda: client.segment(scene_png(40, 60, 1), model="nope"),

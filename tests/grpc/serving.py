@@ -123,6 +123,10 @@ class LiveServer:
             time.sleep(0.05)
         raise RuntimeError(f"server not ready after {STARTUP_TIMEOUT_S} s:\n{self.log_tail()}")
 
+    def client_url(self, transport: str) -> str:
+        """The URL ``segformer-client`` takes for ``transport`` (rest or grpc)."""
+        return self.rest_url if transport == "rest" else f"grpc://{self.grpc_address}"
+
     def log_tail(self, lines: int = 40) -> str:
         if not self._log.closed:
             self._log.flush()
