@@ -1,9 +1,9 @@
 """Phone-size photos: 12 Mpx JPEGs made from the real photos, beside the same scenes at their own size.
 
     python -m bench.phone --graph G.onnx --out docs/benchmarks --work .cache/bench \\
-        [--base-checkout DIR] [--triton-venv DIR] [--duration 10] [--rounds 2] PHOTOS...
+        [--baseline-tree DIR] [--triton-venv DIR] [--duration 10] [--rounds 2] PHOTOS...
 
-Servers at defaults (and ours with ``--jpeg-draft``; with ``--base-checkout`` another checkout's
+Servers at defaults (and ours with ``--jpeg-draft``; with ``--baseline-tree`` an older commit's
 server, same graph and packages): closed loop, 4 clients, REST and gRPC streams, each image set in turn,
 rounds interleaved (the machine is shared: ratios hold within a round). Beside them on the same files,
 each round: PyTriton (``--triton-venv``: ``bench/triton_env.py``'s venv, made if missing; batching off,
@@ -103,8 +103,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ours": ([], None),
         "ours --jpeg-draft": (["--jpeg-draft"], None),
     }
-    if args.base_checkout is not None:
-        configs["base"] = ([], args.base_checkout)
+    if args.baseline_tree is not None:
+        configs["base"] = ([], args.baseline_tree)
     servers: dict[str, OurServer] = {}
     triton: TritonServer | None = None
     results: dict[str, Any] = {"throughput": [], "stages": {}}
@@ -171,7 +171,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = phase_parser("python -m bench.phone", __doc__)
-    parser.add_argument("--base-checkout", type=Path, default=None, help="another checkout to A/B against")
+    parser.add_argument("--baseline-tree", type=Path, default=None, help="an older commit's source tree: A/B")
     parser.add_argument("--triton-venv", type=Path, default=None, help="PyTriton's venv: adds its rows")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=2)

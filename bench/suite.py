@@ -308,7 +308,7 @@ def _rate(rows: list[dict[str, Any]], server: str, images: str) -> float:
 def phone_phase(plan: Plan, graph: Path) -> None:
     """``bench.phone``: 12 Mpx photos beside their own size (a note; the analysis is PHONE.md)."""
     args = _phase_args(plan, graph) + (["--triton-venv", str(plan.triton_venv)] if plan.triton else [])
-    args += ["--base-checkout", str(plan.baseline_tree)] if plan.baseline_tree else []
+    args += ["--baseline-tree", str(plan.baseline_tree)] if plan.baseline_tree else []
     _python("bench.phone", *args, *map(str, plan.images))
     rows = json.loads((plan.work / "phone.json").read_text())["throughput"]
 
