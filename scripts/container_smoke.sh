@@ -166,7 +166,9 @@ if [ $ok != 1 ]; then podman logs "$CTR" >&2 || true; die "no 200 on /readyz"; f
 log "GET /readyz 200 after $((SECONDS - tr)) s"
 curl -fsS -o /dev/null "http://127.0.0.1:$HPORT/healthz" || die "/healthz"
 # the demo page's static files travel in the installed (non-editable) package
-curl -fsS "http://127.0.0.1:$HPORT/demo/demo.js" | grep -q listModels || die "/demo/demo.js (package data)"
+# (read whole first: `curl | grep -q` fails at random under pipefail when grep stops before curl's last write)
+demo_js=$(curl -fsS "http://127.0.0.1:$HPORT/demo/demo.js") || die "/demo/demo.js (package data)"
+grep -q listModels <<<"$demo_js" || die "/demo/demo.js (package data)"
 
 # ---- 8. segment an image over REST, check the mask against ONNX Runtime on the host; gRPC health ------------
 "$PY" - "$HPORT" "$HGRPC" "$MODELS/model.onnx" <<'PYEOF' || die "segmentation checks"
