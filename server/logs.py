@@ -56,14 +56,27 @@ def configure(level: str, log_format: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
+def request_id(headers: Mapping[str, str]) -> str:
+    """The caller's ``x-request-id`` (at most 128 characters), else a new one."""
+    return (headers.get("x-request-id") or "")[:128] or uuid.uuid4().hex
+
+
 @contextlib.contextmanager
 def request_context(headers: Mapping[str, str]) -> Iterator[str]:
-    """The request id (the caller's ``x-request-id``, else a new one) for the lines logged inside."""
-    request_id = (headers.get("x-request-id") or "")[:128] or uuid.uuid4().hex
-    token = REQUEST_ID.set(request_id)
+    """The request id (``request_id``) for the lines logged inside."""
+    with bound(request_id(headers)) as current:
+        yield current
+
+
+@contextlib.contextmanager
+def bound(request: str) -> Iterator[str]:
+    """``request`` as the request id of the lines logged inside (and no model yet). Never hold it across
+    a ``yield`` of an async generator: one abandoned there is closed in another context, where the
+    reset raises (a gRPC stream binds it around each step instead)."""
+    token = REQUEST_ID.set(request)
     model_token = MODEL.set(None)
     try:
-        yield request_id
+        yield request
     finally:
         MODEL.reset(model_token)
         REQUEST_ID.reset(token)

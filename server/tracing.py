@@ -158,6 +158,27 @@ def server_span(
         yield span
 
 
+def start_server_span(name: str, carrier: Mapping[str, str], attributes: Attributes | None = None) -> Span:
+    """``server_span``'s span, begun but not current: a stream's, made current around each step with
+    ``current`` (a context held across an async generator's ``yield`` cannot always be reset) and ended
+    by its caller."""
+    return _state.tracer.start_span(
+        name,
+        context=extract(carrier),
+        kind=SpanKind.SERVER,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    )
+
+
+def current(span: Span | None) -> contextlib.AbstractContextManager[object]:
+    """``span`` as the current span inside (nothing when None); it is not ended on exit."""
+    if span is None:
+        return contextlib.nullcontext()
+    return trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False)
+
+
 @contextlib.contextmanager
 def span(name: str, attributes: Attributes | None = None) -> Iterator[Span]:
     """An internal child span of the current one (a request span per stream frame, a slide window)."""

@@ -25,7 +25,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -172,9 +172,7 @@ class Bookkeeping(grpc.aio.ServerInterceptor):
     def _span(self, method: str, metadata: Mapping[str, str]) -> contextlib.AbstractContextManager[object]:
         if method in PROBES:
             return contextlib.nullcontext()
-        service, name = method.lstrip("/").rsplit("/", 1)
-        attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
-        return tracing.server_span(method.lstrip("/"), metadata, attributes)
+        return tracing.server_span(method.lstrip("/"), metadata, _attributes(method))
 
     async def _stream(
         self,
@@ -184,15 +182,37 @@ class Bookkeeping(grpc.aio.ServerInterceptor):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[Message]:
         metadata = carrier(context)
-        with logs.request_context(metadata), self._span(method, metadata):
-            try:
-                async for response in behavior(requests, context):
-                    yield response
-            except (asyncio.CancelledError, grpc.aio.AbortError):
-                raise
-            except Exception:
-                log.exception("%s failed", method)
-                await abort(context, errors.internal(INTERNAL_DETAIL))
+        request_id = logs.request_id(metadata)
+        span = None
+        if method not in PROBES:
+            span = tracing.start_server_span(method.lstrip("/"), metadata, _attributes(method))
+        responses = aiter(behavior(requests, context))
+        try:
+            while True:
+                # the request id and span are bound around each step, never across the yield: a call
+                # the client cancelled is abandoned at the yield and closed by asyncio's finaliser in
+                # another context, where resetting them raised (logged as a task exception)
+                with logs.bound(request_id), tracing.current(span):
+                    try:
+                        response = await anext(responses)
+                    except StopAsyncIteration:
+                        return
+                    except (asyncio.CancelledError, grpc.aio.AbortError):
+                        raise
+                    except Exception:
+                        log.exception("%s failed", method)
+                        await abort(context, errors.internal(INTERNAL_DETAIL))
+                yield response
+        finally:
+            if isinstance(responses, AsyncGenerator):
+                await responses.aclose()
+            if span is not None:
+                span.end()
+
+
+def _attributes(method: str) -> dict[str, str]:
+    service, name = method.lstrip("/").rsplit("/", 1)
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
 
 async def abort(context: grpc.aio.ServicerContext, failure: ServeError) -> None:
