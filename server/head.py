@@ -24,8 +24,11 @@ can score higher in the computed values either). Hence:
 Mixed cells are evaluated as dense blocks (cells x rows x columns, a cell's short rows and columns
 padded by repeating its last one: the same pixel computed twice, the same label). Large masks are cut
 into bands of low-res rows filled in parallel on a thread pool (numpy releases the GIL), at most
-``concurrency`` heads at once; temporaries come in steps of ``CHUNK_VALUES`` (measured beyond the mask:
-14-21 MB for a 12 Mpx photo's, 34 MB on one thread and 45 MB on two for 9 Mpx of random logits).
+``concurrency`` heads at once. Temporaries come in steps of ``CHUNK_VALUES``, below the server's fixed
+1 MiB mmap threshold (``server.memory.tune_malloc``): the heap reuses them from request to request,
+where larger ones were fresh mappings faulted page by page every time (a 12 Mpx head: ~10,000 page
+faults and 37-44 ms of CPU, now the mask's own ~3,000 and 24-35 ms). Measured beyond the mask: 5-9 MB
+for 12 Mpx of smooth logits, 13 MB on two threads for random ones (150 classes).
 It replaced a second ONNX Runtime session over the graph's own upsampling nodes (``docs/CONTRACT.md``),
 which computed 4K planes for every pixel. On CUDA it runs on the host too: the batched stage's logits
 come back to the host either way.
@@ -39,8 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: interpolated values per step (4 MB of float32 per temporary)
-CHUNK_VALUES = 1 << 20
+#: values per step (512 KB of float32 per temporary: heap-sized, see the module doc)
+CHUNK_VALUES = 1 << 17
 #: a class is dropped from a mixed cell when it trails another by more than this x the cell's largest
 #: |logit| at every corner (float32 rounding of the interpolation moves values by < 2^-20 of that)
 MARGIN = np.float32(2.0**-16)
@@ -81,11 +84,14 @@ def _argmax(flat: np.ndarray) -> np.ndarray:
 def _top_k(flat: np.ndarray, points: np.ndarray, k: int) -> np.ndarray:
     """``[len(points), k]`` classes of the k largest logits at low-res ``points``, largest first (ties:
     the lower class first, as ONNX TopK)."""
-    part = np.ascontiguousarray(flat[:, points].T)  # [n, C]
-    top, rows = np.empty((len(points), k), np.int64), np.arange(len(points))
-    for slot in range(k):
-        top[:, slot] = part.argmax(axis=1)
-        part[rows, top[:, slot]] = -np.inf
+    top = np.empty((len(points), k), np.int64)
+    step = max(1, CHUNK_VALUES // flat.shape[0])  # [step, C] pieces: heap-sized temporaries (module doc)
+    for a in range(0, len(points), step):
+        part = np.ascontiguousarray(flat[:, points[a : a + step]].T)  # [n, C]
+        rows = np.arange(len(part))
+        for slot in range(k):
+            top[a : a + step, slot] = part.argmax(axis=1)
+            part[rows, top[a : a + step, slot]] = -np.inf
     return top
 
 
