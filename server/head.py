@@ -42,6 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from server.recycle import RECYCLER
+
 #: values per step (512 KB of float32 per temporary: heap-sized, see the module doc)
 CHUNK_VALUES = 1 << 17
 #: a class is dropped from a mixed cell when it trails another by more than this x the cell's largest
@@ -143,7 +145,7 @@ class MaskHead:
         """The ``[H, W]`` mask of one image's float32 ``[C, h, w]`` logits at ``size`` = (H, W)."""
         with self._slots:
             plan = self._plan(np.asarray(logits, np.float32), size)
-            mask = np.empty(size, self.mask_dtype)
+            mask = RECYCLER.empty(size, self.mask_dtype)  # a 12 Mpx mask's pages, not faulted again
             h = len(plan.first_y) - 1
             parts = self.concurrency if size[0] * size[1] >= PARALLEL_PIXELS and self._bands else 1
             bands = [(h * b // parts, h * (b + 1) // parts) for b in range(parts)]

@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 
 from server import errors
+from server.recycle import RECYCLER
 
 log = logging.getLogger("segformer.memory")
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
@@ -85,16 +86,19 @@ def cache_image_memory(max_bytes: int) -> int:
     """Let Pillow keep up to ``max_bytes`` of freed image memory (its blocks, 16 MiB each) for the next
     image (``--image-cache-mib``); the number of blocks. A fresh block is a fresh mapping, and filling it
     page-faults: a 12 Mpx photo's 48 MB of pixels cost ~30 ms of faults per decode, which a reused block
-    does not (decode + resize 99 -> 70 ms, in process). ``trim`` empties the cache when the server idles."""
+    does not (decode + resize 99 -> 70 ms, in process). ``trim`` empties the cache when the server idles.
+    The full-size masks and OpenVINO's logits are kept as much again (``server.recycle``)."""
     blocks = max_bytes // Image.core.get_block_size()
     Image.core.set_blocks_max(blocks)
+    RECYCLER.max_bytes = max_bytes
     return int(blocks)
 
 
 def trim() -> None:
-    """Give free heap pages back to the OS (``malloc_trim``) and Pillow's cached image blocks; the
-    former is a no-op off glibc."""
+    """Give free heap pages back to the OS (``malloc_trim``), Pillow's cached image blocks and the
+    recycled masks and logits; the first is a no-op off glibc."""
     Image.core.clear_cache()
+    RECYCLER.clear()
     libc = _libc()
     if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)

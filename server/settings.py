@@ -181,9 +181,10 @@ class LimitSettings(BaseModel):
     image_cache_mib: int = Field(
         128,
         ge=0,
-        description="freed image memory Pillow keeps for the next decode (in 16 MiB blocks), given back "
-        "when the server goes idle: no page faults on reuse (a 12 Mpx photo's decode + resize 99 -> 70 "
-        "ms); 0 = off",
+        description="freed image memory Pillow keeps for the next decode (in 16 MiB blocks), and as much "
+        "again for full-size masks and OpenVINO's logits (server/recycle.py), given back when the server "
+        "goes idle: no page faults on reuse (a 12 Mpx photo's decode + resize 99 -> 70 ms, its mask 7 "
+        "-> 0.2 ms); 0 = off",
     )
 
 
