@@ -176,7 +176,11 @@ class ShapeCache:
         chain = self.chain((1, *images.shape[1:]))
         if chain is self.dynamic or len(images) == 1:
             return chain.run(lane, images)
-        return np.concatenate([chain.run(lane, images[i : i + 1]) for i in range(len(images))])
+        logits = [chain.run(lane, images[i : i + 1]) for i in range(len(images))]
+        batch = RECYCLER.empty((len(logits), *logits[0].shape[1:]), logits[0].dtype)
+        for index, one in enumerate(logits):
+            batch[index] = one[0]
+        return batch
 
     def _compile_in_background(self, shape: Shape) -> None:
         try:
