@@ -1,15 +1,18 @@
 """Process memory: freed buffers go back to the OS, and a byte budget bounds the requests in flight.
 
-``tune_malloc`` (called once at start-up, Linux/glibc only) fixes glibc's mmap threshold at 1 MiB.
-By default the threshold *grows* to the size of the largest block freed (up to 32 MiB), after which
-blocks of a few MB (a mask, a decoded photo's rows) come from the heap, fragment it and are never
-returned: RSS then climbs with every new image size. With a fixed threshold every such buffer is its
-own mapping, unmapped when freed. The number of malloc arenas is capped for the same reason (every
-worker thread would otherwise keep its own heap). It also turns off numpy's ``madvise(MADV_HUGEPAGE)``
-on large arrays: with every large buffer a fresh mapping, each one's first touch asked the kernel for
-transparent huge pages, and on a machine whose THP ``defrag`` setting is ``madvise`` that means direct
-compaction. Measured on this VM: the OpenVINO pool's per-inference 9.8 MB output copy then stalled
-in bursts, a third of lone requests taking 110-200 ms instead of 40 (none with the advice off).
+``tune_malloc`` (called once at start-up, Linux/glibc only) fixes glibc's mmap threshold at 1 MiB. By
+default the threshold *grows* to the size of the largest block freed (up to 32 MiB), after which blocks
+of a few MB (a mask, a decoded photo's rows) come from the heap, fragment it and are never returned: RSS
+then climbs with every new image size. With a fixed threshold every such buffer is its own mapping,
+unmapped when freed (and faulted in afresh when the next one is filled: the mask head's and the
+encoders' temporaries are kept below the threshold, the full-size mask and OpenVINO's logits recycled,
+``server.recycle``). The number of malloc arenas is capped for the
+same reason (every worker thread would otherwise keep its own heap). It also turns off numpy's
+``madvise(MADV_HUGEPAGE)`` on large arrays: with every large buffer a fresh mapping, each one's first
+touch asked the kernel for transparent huge pages, and on a machine whose THP ``defrag`` setting is
+``madvise`` that means direct compaction. Measured on this VM: the OpenVINO pool's per-inference 9.8 MB
+output copy then stalled in bursts, a third of lone requests taking 110-200 ms instead of 40 (none with
+the advice off).
 
 ``MemoryBudget`` admits a request only when its estimated working set (from the image header, before
 any pixel is decoded; in native mode also its inference beyond that of the inference size, which the
