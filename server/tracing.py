@@ -147,14 +147,8 @@ def server_span(
     name: str, carrier: Mapping[str, str], attributes: Attributes | None = None
 ) -> Iterator[Span]:
     """The transport's span for one request, child of the caller's ``traceparent`` when it sent one."""
-    with _state.tracer.start_as_current_span(
-        name,
-        context=extract(carrier),
-        kind=SpanKind.SERVER,
-        attributes=attributes,
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
+    span = start_server_span(name, carrier, attributes)
+    with trace.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
         yield span
 
 
