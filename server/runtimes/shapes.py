@@ -79,19 +79,23 @@ class Chain:
             self.steps.append((names, [compiled.create_infer_request() for _ in range(requests)]))
 
     def run(self, lane: int, images: np.ndarray) -> np.ndarray:
-        """The last part's first output for a uint8 ``[N, H, W, 3]`` batch."""
+        """The last part's first output for a uint8 ``[N, H, W, 3]`` batch, copied out (the caller keeps
+        it after the lane runs its next batch) into recycled memory: a fresh array of logits (9.8 MB at
+        512x512) was ~2,400 page faults per inference."""
+        result = self.infer(lane, images)
+        logits = RECYCLER.empty(result.shape, result.dtype)
+        np.copyto(logits, result)
+        return logits
+
+    def infer(self, lane: int, images: np.ndarray) -> np.ndarray:
+        """The last part's first output in the lane's own memory: read it before its next ``infer``."""
         tensors: dict[str, np.ndarray] = {"image": np.ascontiguousarray(images)}
-        for names, requests in self.steps:
-            # a part's outputs feed the next part at once: read in place; the last one's are copied out
-            # (the caller keeps them after the lane runs its next batch), into recycled memory: a fresh
-            # array of logits (9.8 MB at 512x512) was ~2,400 page faults per inference
+        for names, requests in self.steps:  # a part's outputs feed the next part at once, in place
             result = requests[lane].infer(
                 {name: tensors[name] for name in names}, share_inputs=True, share_outputs=True
             )
             tensors.update((output.get_any_name(), value) for output, value in result.items())
-        logits = RECYCLER.empty(result[0].shape, result[0].dtype)
-        np.copyto(logits, result[0])
-        return logits
+        return result[0]
 
 
 class ShapeCache:
@@ -176,10 +180,11 @@ class ShapeCache:
         chain = self.chain((1, *images.shape[1:]))
         if chain is self.dynamic or len(images) == 1:
             return chain.run(lane, images)
-        logits = [chain.run(lane, images[i : i + 1]) for i in range(len(images))]
-        batch = RECYCLER.empty((len(logits), *logits[0].shape[1:]), logits[0].dtype)
-        for index, one in enumerate(logits):
-            batch[index] = one[0]
+        first = chain.infer(lane, images[:1])  # each image's logits copied once, into the batch's array
+        batch = RECYCLER.empty((len(images), *first.shape[1:]), first.dtype)
+        batch[0] = first[0]
+        for index in range(1, len(images)):
+            batch[index] = chain.infer(lane, images[index : index + 1])[0]
         return batch
 
     def _compile_in_background(self, shape: Shape) -> None:
