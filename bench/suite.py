@@ -270,8 +270,7 @@ def mixed_phase(plan: Plan, graph: Path) -> None:
     # one request's memory (issue #12's figures): a 36 Mpx PNG, three at once, 300 sizes -> MEMORY.md
     _python("bench.memory", *args, *map(str, plan.images))
     # each output format's encode cost at 0.35 and 12 Mpx, the PNG path side by side -> OUTPUTS.md
-    base = ["--baseline-tree", str(plan.baseline_tree)] if plan.baseline_tree else []
-    _python("bench.outputs", *args, *base, *map(str, plan.images[:1]))
+    _python("bench.outputs", *args, *_baseline(plan), *map(str, plan.images[:1]))
     # native mode (issue #30's figures): 800 distinct shapes, 20 6000x6000 PNGs at once -> NATIVE_MEMORY.md
     runtimes = ["onnxruntime", "openvino"] if plan.openvino else ["onnxruntime"]
     _python("bench.native_memory", *args, *(f"--runtime={r}" for r in runtimes))
@@ -305,10 +304,15 @@ def _rate(rows: list[dict[str, Any]], server: str, images: str) -> float:
     return statistics.fmean(r["images_per_s"] for r in rows if (r["server"], r["images"]) == (server, images))
 
 
+def _baseline(plan: Plan) -> list[str]:
+    """The outputs and phone phases' A/B against an older source tree (``--baseline-tree``), if given."""
+    return ["--baseline-tree", str(plan.baseline_tree)] if plan.baseline_tree else []
+
+
 def phone_phase(plan: Plan, graph: Path) -> None:
     """``bench.phone``: 12 Mpx photos beside their own size (a note; the analysis is PHONE.md)."""
     args = _phase_args(plan, graph) + (["--triton-venv", str(plan.triton_venv)] if plan.triton else [])
-    args += ["--baseline-tree", str(plan.baseline_tree)] if plan.baseline_tree else []
+    args += _baseline(plan)
     _python("bench.phone", *args, *map(str, plan.images))
     rows = json.loads((plan.work / "phone.json").read_text())["throughput"]
 
