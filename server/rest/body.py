@@ -3,7 +3,8 @@
 A body is refused with 413 when its declared or streamed size passes ``--max-body-bytes``, and with 408
 when it takes longer than ``--body-timeout-s`` in all or pauses longer than ``--body-idle-timeout-s``
 between two pieces (slow-loris uploads). Both answers close the connection (``server/rest``), so the
-rest of a refused body is never read. A client that goes away mid-upload is a 499, not an error.
+rest of a refused body is never read. A client that goes away mid-upload is a 499, not an error. A
+multipart body is parsed in memory, its image part too (never spooled to disk).
 """
 
 from __future__ import annotations
@@ -96,8 +97,11 @@ async def _once(data: bytes) -> AsyncGenerator[bytes, None]:
     yield data
 
 
-async def _multipart_image(request: Request, body: bytes) -> bytes:
+async def _multipart_image(request: Request, body: bytes, limits: BodyLimits) -> bytes:
     parser = MultiPartParser(request.headers, _once(body), max_files=4, max_fields=16)
+    # the body is in memory already (within --max-body-bytes): its file part stays there too, where
+    # Starlette would spool any part above 1 MB (a phone photo) to a file in /tmp and read it back
+    parser.spool_max_size = limits.max_bytes
     try:
         form = await parser.parse()
     except MultiPartException as exc:
@@ -118,5 +122,5 @@ async def read_image_bytes(request: Request, limits: BodyLimits) -> bytes:
         raise errors.unsupported_media_type(kind or "(none)")
     body = await read_limited(request, limits)
     if kind == MULTIPART:
-        return await _multipart_image(request, body)
+        return await _multipart_image(request, body, limits)
     return body

@@ -93,6 +93,30 @@ def test_json_and_multipart(served: Served) -> None:
     assert multipart.json()["classes"] == body["classes"]
 
 
+def _written(pid: int) -> int:
+    """Bytes the process has passed to write() so far (files, pipes and sockets alike)."""
+    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(fields["wchar"])
+
+
+def test_a_large_multipart_upload_is_never_spooled_to_disk(served: Served) -> None:
+    noise = np.random.default_rng(5).integers(0, 256, (720, 760, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="PNG", compress_level=0)
+    data = buffer.getvalue()
+    assert 1024 * 1024 < len(data) < 1024 * 1024 * 1.9  # above Starlette's 1 MB spool, within the limit
+    before = _written(served.proc.pid)
+    answer = httpx.post(
+        f"{served.url}/v1/segment",
+        params={"format": "json"},
+        files={"image": ("photo.png", data, "image/png")},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["width"], answer.json()["height"]) == (760, 720)
+    assert _written(served.proc.pid) - before < 256 * 1024  # the answer and a log line, no 1.6 MB file
+
+
 def test_overlay(served: Served) -> None:
     data = image_bytes(64, 96, "PNG", seed=3)
     answer = httpx.post(
