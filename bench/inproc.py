@@ -7,7 +7,8 @@
   ``logits``: the graph cut at ``logits`` (no upsample/argmax); ``pipeline``: JPEG bytes → PNG in-process
   (decode, resize, run, encode), timed per stage, to attribute what a server adds.
 ``python -m bench.inproc ov GRAPH --precision bf16 --sessions 1|2 --threads 2 --out R.json [JPEGs]``
-  (c) raw OpenVINO on the CPU (``bench.ovcase``): the serving graph's ``mask``, pre-resized images;
+  (c) raw OpenVINO on the CPU (``bench.ovcase``): the serving graph's ``mask`` (or ``--output logits``:
+  the network alone, as the server compiles it), pre-resized images;
   ``--sessions N``: N streams (one infer request each, side by side) sharing the thread budget.
 ``python -m bench.inproc hf WEIGHTS_DIR|random:b0 --threads 2 --out R.json [JPEGs]``
   (b) the transformers path a user would write: ``SegformerImageProcessorPil`` + eager model +
@@ -88,8 +89,13 @@ def measure(args: argparse.Namespace) -> RunResult:
     elif args.kind == "ov":
         from bench.ovcase import OvCase
 
-        ov_case = OvCase(Path(args.source), args.threads, args.sessions, args.precision, images, args.static)
-        system, batch, stages = f"ov-mask-{args.precision}" + ("-static" if args.static else ""), 1, {}
+        if args.output == "pipeline":
+            raise SystemExit("bench.inproc ov: --output mask or logits")
+        ov_case = OvCase(
+            Path(args.source), args.threads, args.sessions, args.precision, images, args.static, args.output
+        )
+        system = f"ov-{args.output}-{args.precision}" + ("-static" if args.static else "")
+        batch, stages = 1, {}
     else:
         threads = max(1, args.threads // args.sessions)
         cases = [

@@ -7,6 +7,8 @@ compiled with ``INFERENCE_PRECISION_HINT`` (bf16 by default: the new ceiling on 
 stream, each looped in its own thread by ``bench.inproc.side_by_side`` (``infer`` releases the GIL).
 ``static``: the image input reshaped to ``[1, H, W, 3]`` at the inference size first (what a user of
 raw OpenVINO does for a fixed size: the CPU plugin runs static shapes about twice as fast).
+``output="logits"``: the network alone, the graph's batched stage as the server compiles it
+(``contract.head.split``: image -> logits, no upsampling or argmax), what an image's inference costs.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 from PIL import Image
 
+from contract.head import split
 from server import imaging
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
@@ -63,12 +67,15 @@ class OvCase:
         precision: str,
         images: list[bytes],
         static: bool = False,
+        output: str = "mask",
     ) -> None:
         import openvino as ov
 
         core = ov.Core()
         model = read_graph(core, graph)
         meta = graph_metadata(model)
+        if output == "logits":
+            model = core.read_model(split(onnx.load(str(graph))).body.SerializeToString())
         height, width = (int(v) for v in json.loads(meta.get("segformer.inference_size", "[512, 512]")))
         if static:
             model.reshape({"image": [1, height, width, 3]})
@@ -79,12 +86,16 @@ class OvCase:
         decoded = [Image.open(io.BytesIO(b)).convert("RGB") for b in images]
         self.originals = [np.array([im.height, im.width], dtype=np.int64) for im in decoded]
         self.inputs = [imaging.resize_bilinear(im, (height, width))[None] for im in decoded]
+        self.with_size = output == "mask"
         self.steps: list[Callable[[int], None]] = [self._step(r) for r in self.requests]
         self.steps[0](0)  # once before the threads start: first concurrent `infer` calls can deadlock
 
     def _step(self, request: object) -> Callable[[int], None]:
         def step(i: int) -> None:
             k = i % len(self.inputs)
-            request.infer({"image": self.inputs[k], "output_size": self.originals[k]})  # type: ignore[attr-defined]
+            feed = {"image": self.inputs[k]}
+            if self.with_size:
+                feed["output_size"] = self.originals[k]
+            request.infer(feed)  # type: ignore[attr-defined]
 
         return step

@@ -4,15 +4,19 @@
         [--baseline-tree DIR] [--triton-venv DIR] [--duration 10] [--rounds 2] PHOTOS...
 
 Servers at defaults (and ours with ``--jpeg-draft``; with ``--baseline-tree`` an older commit's
-server, same graph and packages): closed loop, 4 clients, REST and gRPC streams, each image set in turn,
+server, same graph and packages, at its defaults and at ``--precision fp32``, the reference's
+fidelity): closed loop, 4 clients, REST and gRPC streams, each image set in turn,
 rounds interleaved (the machine is shared: ratios hold within a round). Beside them on the same files,
 each round: PyTriton (``--triton-venv``: ``bench/triton_env.py``'s venv, made if missing; batching off,
 its best CPU setting; the same exact decode, PIL resize, the graph's own mask, PNG) over its KServe v2
 REST endpoint, and the in-process pipeline (``bench.inproc ort --output pipeline``: JPEG bytes to PNG
 through the same graph, two loops side by side, no transport). Then, one request at a time, the
 stages per photo from the server's own stage histograms (``/metrics``): decode, resize, inference, mask
-head, encode, and the rest of the client's wall time (network + HTTP). Results: ``WORK/phone.json`` and
-the tables in ``WORK/phone.md`` (``docs/benchmarks/PHONE.md`` is their reading).
+head, encode, the rest of the client's wall time (network + HTTP) and the server's CPU per photo. Last,
+the network alone in OpenVINO fp32 and bf16 (``bench.inproc ov --output logits``), and the measures
+(``summary``): 12 Mpx against own size, ours against each other server, and the core-ms a 2x against
+the base leaves a 12 Mpx photo. Results: ``WORK/phone.json`` and the tables in ``WORK/phone.md``
+(``docs/benchmarks/PHONE.md`` is their reading).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from bench.clients import make_client
-from bench.common import phase_parser, write_json
+from bench.common import TreeMonitor, phase_parser, write_json
 from bench.loadgen import run_load
 from bench.mixed import jpeg_at
 from bench.servers import OurServer, start_server
@@ -59,14 +63,16 @@ def _stage_sums(url: str) -> dict[str, tuple[float, float]]:
 
 
 def stage_table(server: OurServer, images: list[bytes], requests: int) -> dict[str, float]:
-    """Mean ms per photo of each stage, one REST request at a time."""
-    sender = make_client("rest", server.url)
+    """Mean ms per photo of each stage, one REST request at a time, and the server's CPU per photo
+    (core-ms: the inference runs on every core, so its wall time is not its cost)."""
+    sender, monitor = make_client("rest", server.url), TreeMonitor(server.pid)
     try:
         sender.send(images[0])  # warm
-        before, start = _stage_sums(server.url), time.perf_counter()
+        before, start, cpu = _stage_sums(server.url), time.perf_counter(), monitor.sample()
         for index in range(requests):
             sender.send(images[index % len(images)])
         wall = (time.perf_counter() - start) / requests
+        cpu = (monitor.sample() - cpu) / requests
         after = _stage_sums(server.url)
     finally:
         sender.close()
@@ -76,7 +82,19 @@ def stage_table(server: OurServer, images: list[bytes], requests: int) -> dict[s
         means[stage] = 1000 * total / count if count else float("nan")
     means["network + HTTP"] = 1000 * wall - means["total"] - means["encode"]
     means["wall"] = 1000 * wall
+    means["server core-ms"] = 1000 * cpu
     return means
+
+
+def network_cost(args: argparse.Namespace, precision: str) -> dict[str, Any]:
+    """The network alone in OpenVINO at ``precision`` (``bench.inproc ov --output logits --static``, its
+    own process, every core): what one image's inference costs, the floor under a server's core-ms."""
+    out = args.work / "phone" / f"network-{precision}.json"
+    command = [sys.executable, "-m", "bench.inproc", "ov", str(args.graph), "--output", "logits", "--static"]
+    command += ["--precision", precision, "--threads", str(args.threads), "--duration", str(args.duration)]
+    subprocess.run([*command, "--out", str(out), *map(str, args.photos)], check=True)
+    row: dict[str, Any] = json.loads(out.read_text())
+    return {"images_per_s": row["images_per_s"], "core_ms": 1000 * row["cpu_cores"] / row["images_per_s"]}
 
 
 def in_process(args: argparse.Namespace, label: str, images: list[bytes]) -> dict[str, Any]:
@@ -103,11 +121,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ours": ([], None),
         "ours --jpeg-draft": (["--jpeg-draft"], None),
     }
-    if args.baseline_tree is not None:
+    if args.baseline_tree is not None:  # at its defaults, and at the reference's fidelity (fp32)
         configs["base"] = ([], args.baseline_tree)
+        configs["base --precision fp32"] = (["--precision", "fp32"], args.baseline_tree)
     servers: dict[str, OurServer] = {}
     triton: TritonServer | None = None
-    results: dict[str, Any] = {"throughput": [], "stages": {}}
+    results: dict[str, Any] = {"throughput": [], "stages": {}, "network": {}}
 
     def record(row: dict[str, Any], server: str, label: str, round_: int) -> None:
         row.update(server=server, images=label, round=round_ + 1)
@@ -145,7 +164,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             server.stop()
         if triton is not None:
             triton.stop()
+    for precision in ("fp32", "bf16"):  # once the servers are gone: the cores to itself
+        results["network"][precision] = network_cost(args, precision)
+    results["summary"] = summary(results)
     return results
+
+
+def rate(rows: list[dict[str, Any]], server: str, images: str) -> float:
+    """Mean img/s of one server on one image set, over the transports and rounds."""
+    found = [r["images_per_s"] for r in rows if (r["server"], r["images"]) == (server, images)]
+    return sum(found) / len(found) if found else float("nan")
+
+
+def summary(results: dict[str, Any]) -> dict[str, float]:
+    """The issue's measures: 12 Mpx img/s against the same scenes at their own size (ours, at defaults
+    and with --jpeg-draft), ours at 12 Mpx against every other server, and the budget a 2x against the
+    base leaves a 12 Mpx photo (core-ms on the cores the base used) beside the exact network's cost."""
+    rows = results["throughput"]
+    found: dict[str, float] = {}
+    for server in ("ours", "ours --jpeg-draft"):
+        found[f"{server}: 12 Mpx / own size"] = rate(rows, server, "12 Mpx") / rate(rows, server, "own size")
+    for server in sorted({r["server"] for r in rows} - {"ours"}):
+        found[f"ours / {server}, 12 Mpx"] = rate(rows, "ours", "12 Mpx") / rate(rows, server, "12 Mpx")
+    base = [r for r in rows if (r["server"], r["images"]) == ("base", "12 Mpx") and r["cpu_cores"]]
+    if base:
+        cores = sum(r["cpu_cores"] for r in base) / len(base)
+        budget = 1000 * cores / (2 * rate(rows, "base", "12 Mpx"))
+        found["core-ms a 12 Mpx photo may take for 2x base"] = budget
+    for precision, cost in results["network"].items():
+        found[f"core-ms of the network alone, OpenVINO {precision}"] = cost["core_ms"]
+    return found
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -162,10 +210,12 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {row['peak_rss_mb'] or 0:.0f} |"
         )
     stages = results["stages"]
-    columns = [*STAGES, "network + HTTP", "wall"]
+    columns = [*STAGES, "network + HTTP", "wall", "server core-ms"]
     lines += ["", "| server / images | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for key, means in stages.items():
         lines.append(f"| {key} | " + " | ".join(f"{means[c]:.1f}" for c in columns) + " |")
+    lines += ["", "| measure | value |", "|---|---|"]
+    lines += [f"| {name} | {value:.2f} |" for name, value in results.get("summary", {}).items()]
     return "\n".join(lines) + "\n"
 
 

@@ -45,7 +45,8 @@ def tiny_graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
-    helper.set_model_props(model, {"segformer.format": "1", "segformer.inference_size": "[64, 64]"})
+    props = {"segformer.format": "1", "segformer.inference_size": "[64, 64]", "segformer.num_labels": "3"}
+    helper.set_model_props(model, props)
     path = tmp_path_factory.mktemp("graph") / "tiny.onnx"
     onnx.save(model, str(path))
     return path

@@ -61,13 +61,18 @@ def test_raw_ort_baseline(tiny_graph: Path, tmp_path: Path, output: str, batch: 
 @pytest.mark.skipif(
     importlib.util.find_spec("openvino") is None, reason="the openvino extra is not installed"
 )
-@pytest.mark.parametrize(("streams", "static"), [(1, False), (2, False), (1, True)])
-def test_raw_openvino_baseline(tiny_graph: Path, tmp_path: Path, streams: int, static: bool) -> None:
+@pytest.mark.parametrize(
+    ("streams", "static", "output"),
+    [(1, False, "mask"), (2, False, "mask"), (1, True, "mask"), (1, True, "logits")],
+)
+def test_raw_openvino_baseline(
+    tiny_graph: Path, tmp_path: Path, streams: int, static: bool, output: str
+) -> None:
     out = tmp_path / "r.json"
     args = ["ov", str(tiny_graph), "--precision", "fp32", "--sessions", str(streams), "--duration", "0.2"]
-    inproc_main([*args, *(["--static"] if static else []), "--out", str(out)])
+    inproc_main([*args, "--output", output, *(["--static"] if static else []), "--out", str(out)])
     result = json.loads(out.read_text())
-    assert result["system"] == "ov-mask-fp32" + ("-static" if static else "") and result["batch"] == 1
+    assert result["system"] == f"ov-{output}-fp32" + ("-static" if static else "") and result["batch"] == 1
     assert result["requests"] >= 3 * streams and result["images_per_s"] > 0
 
 
