@@ -17,7 +17,7 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnx
@@ -67,7 +67,7 @@ class OvCase:
         precision: str,
         images: list[bytes],
         static: bool = False,
-        output: str = "mask",
+        output: Literal["mask", "logits"] = "mask",
     ) -> None:
         import openvino as ov
 

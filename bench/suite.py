@@ -20,6 +20,7 @@ from typing import Any
 from bench import mixed
 from bench import perf_analyzer as pa
 from bench.common import load_images, write_json
+from bench.phone import note as phone_note
 from bench.servers import ROOT, export_graph, start_server
 from bench.triton_env import ACCESS_HEADER, ensure_venv, start_triton
 
@@ -308,18 +309,7 @@ def phone_phase(plan: Plan, graph: Path) -> None:
     args = _phase_args(plan, graph) + (["--triton-venv", str(plan.triton_venv)] if plan.triton else [])
     args += _baseline(plan)
     _python("bench.phone", *args, *map(str, plan.images))
-    measures: dict[str, float] = json.loads((plan.work / "phone.json").read_text())["summary"]
-    beside = [
-        f"{name.split(' / ')[1].removesuffix(', 12 Mpx')} {value:.2f}x"
-        for name, value in measures.items()
-        if name.startswith("ours / ")
-    ]
-    plan.notes.append(
-        "phone-size photos (4 clients, REST and gRPC streams, mean of the rounds): 12 Mpx at "
-        f"{measures['ours: 12 Mpx / own size']:.2f}x the img/s of the same scenes at their own size, "
-        f"{measures['ours --jpeg-draft: 12 Mpx / own size']:.2f}x with --jpeg-draft; ours at 12 Mpx against "
-        f"{', '.join(beside)} (PHONE.md)"
-    )
+    plan.notes.append(phone_note(json.loads((plan.work / "phone.json").read_text())["summary"]))
 
 
 def tracing_phase(plan: Plan, graph: Path) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 from PIL import Image
 
-from bench.phone import PHONE, STAGES, markdown, phone_jpegs, summary
+from bench.phone import PHONE, STAGES, markdown, note, phone_jpegs, summary
 
 
 def test_phone_jpegs_are_12_mpx_photos(tmp_path: Path) -> None:
@@ -37,10 +38,21 @@ def test_summary_has_the_issues_measures_and_the_budget() -> None:
     rows += [_row("base", "12 Mpx", 5.0, cores=2.0), _row("base --precision fp32", "12 Mpx", 4.0)]
     network = {"fp32": {"images_per_s": 14.0, "core_ms": 140.0}}
     found = summary({"throughput": rows, "network": network})
-    assert found["ours: 12 Mpx / own size"] == 6.6 / 11.0
-    assert found["ours --jpeg-draft: 12 Mpx / own size"] == 0.75
-    assert found["ours / base, 12 Mpx"] == 6.6 / 5.0
-    assert found["ours / base --precision fp32, 12 Mpx"] == 6.6 / 4.0
-    assert found["core-ms a 12 Mpx photo may take for 2x base"] == 200.0  # 2 cores at 10 img/s
-    assert found["core-ms of the network alone, OpenVINO fp32"] == 140.0
-    assert "| ours / base, 12 Mpx | 1.32 |" in markdown({"throughput": [], "stages": {}, "summary": found})
+    assert found["12 Mpx / own size"] == {"ours": 6.6 / 11.0, "ours --jpeg-draft": 0.75}
+    assert found["ours / server, 12 Mpx"] == {"base": 6.6 / 5.0, "base --precision fp32": 6.6 / 4.0}
+    assert found["core-ms"] == {
+        "a 12 Mpx photo may take for 2x base": 200.0,  # 2 cores at 10 img/s
+        "the network alone, OpenVINO fp32": 140.0,
+    }
+    text = markdown({"throughput": [], "stages": {}, "summary": found})
+    assert "| ours / server, 12 Mpx | base | 1.32 |" in text
+    assert "base 1.32x, base --precision fp32 1.65x (PHONE.md)" in note(found)
+
+
+def test_summary_of_a_server_that_answered_nothing_is_nan() -> None:
+    rows = [_row("ours", "own size", 10.0), _row("ours", "12 Mpx", 6.0), _row("base", "12 Mpx", 0.0, 0.0)]
+    rows += [_row("ours --jpeg-draft", "own size", 0.0), _row("ours --jpeg-draft", "12 Mpx", 0.0)]
+    found = summary({"throughput": rows, "network": {}})
+    assert math.isnan(found["ours / server, 12 Mpx"]["base"])
+    assert math.isnan(found["12 Mpx / own size"]["ours --jpeg-draft"])
+    assert found["core-ms"] == {}  # no base row with a CPU reading, no network measured
