@@ -87,14 +87,23 @@ def stage_table(server: OurServer, images: list[bytes], requests: int) -> dict[s
     return means
 
 
+def _inproc(
+    args: argparse.Namespace, kind: str, out: Path, files: list[Path], *options: str
+) -> dict[str, Any]:
+    """One ``bench.inproc KIND`` run on ``args.graph`` in its own process (``--threads``, ``--duration``):
+    its summary as a dict."""
+    command = [sys.executable, "-m", "bench.inproc", kind, str(args.graph), *options]
+    command += ["--threads", str(args.threads), "--duration", str(args.duration), "--out", str(out)]
+    subprocess.run([*command, *map(str, files)], check=True)
+    row: dict[str, Any] = json.loads(out.read_text())
+    return row
+
+
 def network_cost(args: argparse.Namespace, precision: str) -> dict[str, float]:
     """The network alone in OpenVINO at ``precision`` (``bench.inproc ov --output logits --static``, its
     own process, every core): what one image's inference costs, the floor under a server's core-ms."""
     out = args.work / "phone" / f"network-{precision}.json"
-    command = [sys.executable, "-m", "bench.inproc", "ov", str(args.graph), "--output", "logits", "--static"]
-    command += ["--precision", precision, "--threads", str(args.threads), "--duration", str(args.duration)]
-    subprocess.run([*command, "--out", str(out), *map(str, args.photos)], check=True)
-    row = json.loads(out.read_text())
+    row = _inproc(args, "ov", out, args.photos, "--output", "logits", "--static", "--precision", precision)
     return {"images_per_s": row["images_per_s"], "core_ms": 1000 * row["cpu_cores"] / row["images_per_s"]}
 
 
@@ -106,11 +115,7 @@ def in_process(args: argparse.Namespace, label: str, images: list[bytes]) -> dic
     for index, body in enumerate(images):
         files.append(folder / f"{index:02d}.jpg")
         files[-1].write_bytes(body)
-    out = folder / "inproc.json"
-    command = [sys.executable, "-m", "bench.inproc", "ort", str(args.graph), "--output", "pipeline"]
-    command += ["--threads", str(args.threads), "--sessions", "2", "--duration", str(args.duration)]
-    subprocess.run([*command, "--out", str(out), *map(str, files)], check=True)
-    row: dict[str, Any] = json.loads(out.read_text())
+    row = _inproc(args, "ort", folder / "inproc.json", files, "--output", "pipeline", "--sessions", "2")
     row["system"] = "in process"
     return row
 
