@@ -72,10 +72,13 @@ class OvCase:
         import openvino as ov
 
         core = ov.Core()
-        model = read_graph(core, graph)
-        meta = graph_metadata(model)
-        if output == "logits":
-            model = core.read_model(split(onnx.load(str(graph))).body.SerializeToString())
+        if output == "logits":  # the batched stage alone: no output_size input to make real
+            proto = onnx.load(str(graph))
+            meta = {prop.key: prop.value for prop in proto.metadata_props}
+            model = core.read_model(split(proto).body.SerializeToString())
+        else:
+            model = read_graph(core, graph)
+            meta = graph_metadata(model)
         height, width = (int(v) for v in json.loads(meta.get("segformer.inference_size", "[512, 512]")))
         if static:
             model.reshape({"image": [1, height, width, 3]})
